@@ -1,0 +1,120 @@
+//! hardline: a hardened SIP registrar, proxy and PBX. This binary is the CLI
+//! and the wiring; the logic lives in the library crates.
+
+mod commands;
+mod server;
+mod setup;
+mod transport;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hardline", version, about = "A hardened SIP registrar, proxy and PBX")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server. Without --config: the embedded secure defaults
+    /// (a config and data directory are created on first start).
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file: exit 0, or 2 listing every problem.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Manage extensions (users) kept in the database.
+    User {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// List the current registrations.
+    Registrations {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add an extension. Without --password a strong one is generated and printed once.
+    Add {
+        user: String,
+        #[arg(long)]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List extensions.
+    List,
+    /// Remove an extension and its registrations.
+    Remove { user: String },
+    /// Set a new password. Without --password a strong one is generated and printed once.
+    Passwd {
+        user: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hardline")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hardline: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve { config } => commands::serve(config).await,
+            Cmd::CheckConfig { config } => commands::check_config(&config),
+            Cmd::User { config, cmd } => {
+                let action = match cmd {
+                    UserCmd::Add {
+                        user,
+                        password,
+                        password_stdin,
+                        display_name,
+                    } => commands::UserAction::Add {
+                        user,
+                        password: commands::password_arg(password, password_stdin),
+                        display_name,
+                    },
+                    UserCmd::List => commands::UserAction::List,
+                    UserCmd::Remove { user } => commands::UserAction::Remove { user },
+                    UserCmd::Passwd {
+                        user,
+                        password,
+                        password_stdin,
+                    } => commands::UserAction::Passwd {
+                        user,
+                        password: commands::password_arg(password, password_stdin),
+                    },
+                };
+                commands::user(config, action).await
+            }
+            Cmd::Registrations { config } => commands::registrations(config).await,
+        }
+    })
+}

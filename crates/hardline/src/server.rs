@@ -1,0 +1,347 @@
+//! `hardline serve`: builds the core from the config and the store, binds the
+//! listeners and runs the tasks around the sans-IO core: socket readers, one
+//! timer task, the group-commit store writer, user reload, signals.
+
+use crate::setup;
+use crate::transport::{self, Transports};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use mgmt::Config;
+use pbx::io::{Flow, Now, Transmit, Transport};
+use pbx::{Core, Metrics, StoreBatch};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use store::Store;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{error, info, warn};
+
+struct Shared {
+    core: Core,
+    /// Deadline the timer task is sleeping towards, to know when to wake it.
+    armed: Option<Instant>,
+}
+
+enum StoreMsg {
+    Batch(StoreBatch),
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct Runtime {
+    shared: Mutex<Shared>,
+    pub transports: Transports,
+    store_tx: mpsc::UnboundedSender<StoreMsg>,
+    timer: Notify,
+    limits: RwLock<sip::Limits>,
+    metrics: Arc<Metrics>,
+}
+
+pub fn now() -> Now {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Now {
+        mono: Instant::now(),
+        unix,
+    }
+}
+
+impl Runtime {
+    pub fn limits(&self) -> sip::Limits {
+        self.limits.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Runs `f` on the core and dispatches everything it produced.
+    fn with_core(self: &Arc<Self>, f: impl FnOnce(&mut Core, Now)) {
+        let out = {
+            let Ok(mut s) = self.shared.lock() else {
+                return;
+            };
+            f(&mut s.core, now());
+            self.drain(&mut s)
+        };
+        transport::send_all(self, out);
+    }
+
+    fn drain(&self, s: &mut Shared) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        while let Some(t) = s.core.poll_transmit() {
+            out.push(t);
+        }
+        while let Some(b) = s.core.poll_store() {
+            let _ = self.store_tx.send(StoreMsg::Batch(b));
+        }
+        let next = s.core.poll_timeout();
+        if let Some(n) = next {
+            if s.armed.is_none_or(|a| n < a) {
+                s.armed = Some(n);
+                self.timer.notify_one();
+            }
+        }
+        out
+    }
+
+    pub fn input(self: &Arc<Self>, flow: Flow, data: Bytes) {
+        self.with_core(|c, now| c.handle_input(now, flow, data));
+    }
+
+    pub fn send(self: &Arc<Self>, out: Vec<Transmit>) {
+        transport::send_all(self, out);
+    }
+
+    pub fn transport_error(self: &Arc<Self>, flow: Flow) {
+        self.with_core(|c, now| c.transport_error(now, flow));
+    }
+
+    pub fn metrics_send_failed(&self) {
+        self.metrics.drop_reason("send_failed");
+    }
+
+    pub fn metrics_conn_refused(&self) {
+        self.metrics.drop_reason("conn_limit");
+    }
+
+    pub fn metrics_drop(&self, reason: &'static str) {
+        self.metrics.drop_reason(reason);
+    }
+}
+
+async fn timer_task(rt: Arc<Runtime>) {
+    loop {
+        let deadline = match rt.shared.lock() {
+            Ok(mut s) => {
+                s.armed = s.core.poll_timeout();
+                s.armed
+            }
+            Err(_) => return,
+        };
+        match deadline {
+            Some(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(d.into()) => {
+                        rt.with_core(|c, now| c.handle_timeout(now));
+                    }
+                    _ = rt.timer.notified() => {}
+                }
+            }
+            None => rt.timer.notified().await,
+        }
+    }
+}
+
+/// Group commit: every batch waiting when the previous transaction finished
+/// goes into the next one, so REGISTER throughput does not depend on fsyncs.
+async fn store_task(rt: Arc<Runtime>, store: Store, mut rx: mpsc::UnboundedReceiver<StoreMsg>) {
+    const MAX_BATCHES: usize = 512;
+    while let Some(first) = rx.recv().await {
+        let mut batches = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                StoreMsg::Batch(b) => batches.push(b),
+                StoreMsg::Flush(tx) => flushes.push(tx),
+            }
+            if batches.len() < MAX_BATCHES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batches.is_empty() {
+            let ops: Vec<store::RegOp> = batches.iter().flat_map(|b| b.ops.iter().cloned()).collect();
+            let res = store.apply(&ops).await;
+            if let Err(e) = &res {
+                error!(error = %e, ops = ops.len(), "storing registrations failed");
+            }
+            let ids: Vec<u64> = batches.iter().map(|b| b.id).collect();
+            let ok = res.is_ok();
+            rt.with_core(|c, now| {
+                for id in ids {
+                    c.store_done(now, id, ok);
+                }
+            });
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+/// Picks up users added or changed by the CLI while we run.
+async fn users_task(rt: Arc<Runtime>, store: Store) {
+    let mut last = store.users_generation().await.unwrap_or(-1);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut purge_tick = 0u32;
+    loop {
+        tick.tick().await;
+        match store.users_generation().await {
+            Ok(g) if g != last => match store.users_list().await {
+                Ok(users) => {
+                    info!(users = users.len(), "user table changed, reloading");
+                    last = g;
+                    rt.with_core(|c, _| c.set_users(users));
+                }
+                Err(e) => warn!(error = %e, "reloading users failed"),
+            },
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "reading user generation failed"),
+        }
+        purge_tick += 1;
+        if purge_tick % 30 == 0 {
+            if let Err(e) = store.purge_expired(now().unix as i64).await {
+                warn!(error = %e, "purging expired registrations failed");
+            }
+        }
+    }
+}
+
+pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
+    let store = setup::open_store(&cfg).await?;
+    setup::sync_config_users(&store, &cfg).await?;
+    let secret = setup::load_or_create_secret(&store).await?;
+    let users = store.users_list().await.context("loading users")?;
+    let start = now();
+    let bindings = store
+        .bindings_load(start.unix as i64)
+        .await
+        .context("loading registrations")?;
+    info!(users = users.len(), registrations = bindings.len(), "state loaded");
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("hardline");
+    let metrics = Arc::new(Metrics::new(&mut registry));
+
+    // Bind everything before starting: a bad listen address fails start-up.
+    let mut transports = Transports::new();
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    let mut locals = Vec::new();
+    for l in &cfg.sip.listen {
+        let (t, addr) = setup::listen_parts(l);
+        match t {
+            Transport::Udp => {
+                let sock = bind_udp(addr).with_context(|| format!("binding udp:{addr}"))?;
+                let local = sock.local_addr()?;
+                let sock = Arc::new(sock);
+                transports.add_udp(local, sock.clone());
+                locals.push((Transport::Udp, local));
+                udp.push((local, sock));
+            }
+            Transport::Tcp => {
+                let lst = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding tcp:{addr}"))?;
+                let local = lst.local_addr()?;
+                transports.add_tcp(local);
+                locals.push((Transport::Tcp, local));
+                tcp.push((local, lst));
+            }
+        }
+    }
+    let core_cfg = setup::core_config(&cfg, &locals, secret);
+    let seed: u64 = rand::random();
+    let core = Core::new(core_cfg, users, bindings, start, seed, metrics.clone());
+
+    let (store_tx, store_rx) = mpsc::unbounded_channel();
+    let rt = Arc::new(Runtime {
+        shared: Mutex::new(Shared { core, armed: None }),
+        transports,
+        store_tx,
+        timer: Notify::new(),
+        limits: RwLock::new(cfg.limits.clone()),
+        metrics,
+    });
+
+    let mut tasks = Vec::new();
+    for (local, sock) in udp {
+        info!(transport = "udp", %local, "listening");
+        tasks.push(tokio::spawn(transport::udp_loop(rt.clone(), local, sock)));
+    }
+    for (local, lst) in tcp {
+        info!(transport = "tcp", %local, "listening");
+        tasks.push(tokio::spawn(transport::tcp_accept_loop(rt.clone(), local, lst)));
+    }
+    tasks.push(tokio::spawn(timer_task(rt.clone())));
+    tasks.push(tokio::spawn(users_task(rt.clone(), store.clone())));
+    let store_handle = tokio::spawn(store_task(rt.clone(), store.clone(), store_rx));
+
+    let registry = Arc::new(registry);
+    let (metrics_stop_tx, metrics_stop_rx) = oneshot::channel::<()>();
+    if let Some(addr) = setup::metrics_addr(&cfg) {
+        let lst = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics.listen {addr}"))?;
+        info!(listen = %lst.local_addr()?, "metrics endpoint");
+        tokio::spawn(mgmt::serve_metrics(lst, registry.clone(), async {
+            let _ = metrics_stop_rx.await;
+        }));
+    }
+    info!(domain = %cfg.sip.domain, "hardline ready");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut current = cfg;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                match reload(&rt, &store, &config_path, &current).await {
+                    Ok(next) => { current = next; info!(config = %config_path.display(), "configuration reloaded"); }
+                    Err(e) => error!("configuration reload refused, the running configuration stays:\n{e:#}"),
+                }
+            }
+        }
+    }
+
+    // Stop taking input, then make sure every accepted registration is stored.
+    for t in &tasks {
+        t.abort();
+    }
+    let (ftx, frx) = oneshot::channel();
+    let _ = rt.store_tx.send(StoreMsg::Flush(ftx));
+    let _ = tokio::time::timeout(Duration::from_secs(10), frx).await;
+    store_handle.abort();
+    let _ = metrics_stop_tx.send(());
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn bind_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
+    let std_sock = std::net::UdpSocket::bind(addr)?;
+    std_sock.set_nonblocking(true)?;
+    // Bursts of REGISTERs arrive faster than one wake-up: a larger receive
+    // buffer absorbs them instead of the kernel dropping datagrams.
+    setup::set_socket_buffers(&std_sock, 4 << 20);
+    UdpSocket::from_std(std_sock)
+}
+
+async fn reload(rt: &Arc<Runtime>, store: &Store, path: &Path, current: &Config) -> Result<Config> {
+    let next = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if next.sip.listen != current.sip.listen {
+        anyhow::bail!("sip.listen changed: listeners are bound at start, restart hardline to change them");
+    }
+    if next.storage.path != current.storage.path {
+        anyhow::bail!("storage.path changed: restart hardline to move the database");
+    }
+    if next.metrics != current.metrics {
+        anyhow::bail!("metrics changed: restart hardline to rebind the metrics endpoint");
+    }
+    setup::sync_config_users(store, &next).await?;
+    let users = store.users_list().await?;
+    let secret = setup::load_or_create_secret(store).await?;
+    let locals = {
+        let s = rt.shared.lock().map_err(|_| anyhow::anyhow!("core lock poisoned"))?;
+        s.core.local_addrs().to_vec()
+    };
+    let core_cfg = setup::core_config(&next, &locals, secret);
+    if let Ok(mut l) = rt.limits.write() {
+        *l = next.limits.clone();
+    }
+    rt.with_core(|c, _| {
+        c.reconfigure(core_cfg);
+        c.set_users(users);
+    });
+    Ok(next)
+}

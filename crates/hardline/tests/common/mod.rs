@@ -1,0 +1,357 @@
+//! Shared by the integration tests: start the real `hardline` binary on free
+//! loopback ports with a temporary config, and drive it with real peers.
+//! A missing peer tool fails the test loudly; nothing is skipped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const DOMAIN: &str = "example.test";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hardline")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    repo_root().join("tests/sipp").join(name)
+}
+
+/// The password of test extension `user` (all are long and distinct).
+pub fn password(user: &str) -> String {
+    format!("test-secret-{user}-long")
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("hardline-it-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+pub fn require_tool(tool: &str, package: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`{tool}` is required for this test and is not installed: apt-get install {package} (scripts/test.sh installs it)"
+    );
+}
+
+pub struct Server {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+pub fn default_users() -> Vec<&'static str> {
+    vec!["1000", "1001", "1002", "2000"]
+}
+
+impl Server {
+    /// Writes a config for `users` plus `extra` TOML and starts the server.
+    pub fn start(tag: &str, extra: &str) -> Server {
+        let dir = temp_dir(tag);
+        let port = free_port();
+        let metrics_port = free_port();
+        let mut cfg = format!(
+            "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\ndomain = \"{DOMAIN}\"\n\n[storage]\npath = \"hardline.db\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
+        );
+        cfg.push_str(extra);
+        for u in default_users() {
+            cfg.push_str(&format!(
+                "\n[[extensions]]\nuser = \"{u}\"\npassword = \"{}\"\n",
+                password(u)
+            ));
+        }
+        let config = dir.join("hardline.toml");
+        std::fs::write(&config, cfg).unwrap();
+        let mut s = Server {
+            log: dir.join("server.log"),
+            dir,
+            config,
+            port,
+            metrics_port,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("HARDLINE_LOG", "debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting hardline");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("hardline exited early ({st}); log:\n{}", self.log_text());
+                }
+            }
+            if let Some(r) = options_ping(self.addr(), Duration::from_millis(300)) {
+                if r.starts_with("SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!("hardline did not answer OPTIONS in time; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            let pid = c.id() as i32;
+            // Only the process this test started, by PID.
+            Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status()
+                .unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        self.signal_pid(c.id(), 15);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal_pid(&self, pid: u32, sig: i32) {
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    pub fn registrations(&self) -> String {
+        let out = self.cli(&["registrations"]);
+        assert!(out.status.success(), "registrations failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(SocketAddr::from(([127, 0, 0, 1], self.metrics_port)), "/metrics")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("server log kept in {}", self.log.display());
+        }
+    }
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Sends an OPTIONS to the server itself over UDP and returns the reply.
+pub fn options_ping(server: SocketAddr, wait: Duration) -> Option<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let local = sock.local_addr().ok()?;
+    let msg = format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ping{}\r\nMax-Forwards: 70\r\nFrom: <sip:ping@{DOMAIN}>;tag=p1\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: ping-{}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        Instant::now().elapsed().as_nanos()
+    );
+    sock.send_to(msg.as_bytes(), server).ok()?;
+    sock.set_read_timeout(Some(wait)).ok()?;
+    let mut buf = [0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Writes a SIPp injection file: user;domain;[authentication ...];callee
+pub fn users_csv(dir: &Path, name: &str, rows: &[(&str, &str, &str)]) -> PathBuf {
+    let p = dir.join(name);
+    let mut s = String::from("SEQUENTIAL\n");
+    for (user, pw, callee) in rows {
+        s.push_str(&format!(
+            "{user};{DOMAIN};[authentication username={user} password={pw}];{callee}\n"
+        ));
+    }
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+pub struct Sipp {
+    pub child: Child,
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+/// Starts SIPp against the server: `transport` "u1" or "t1".
+pub fn sipp_spawn(
+    server: &Server,
+    name: &str,
+    scenario_file: &str,
+    transport: &str,
+    local_port: u16,
+    extra: &[&str],
+) -> Sipp {
+    require_tool("sipp", "sip-tester");
+    let out = server.dir.join(format!("sipp-{name}"));
+    std::fs::create_dir_all(&out).unwrap();
+    // SIPp runs in the foreground under `timeout` so the test owns its PID
+    // and no run can outlive its bound.
+    let child = Command::new("timeout")
+        .arg("60")
+        .arg("sipp")
+        .arg(server.addr().to_string())
+        .arg("-sf")
+        .arg(scenario(scenario_file))
+        .args(["-t", transport, "-i", "127.0.0.1", "-p"])
+        .arg(local_port.to_string())
+        .args(["-nostdin", "-trace_err", "-trace_msg"])
+        .args(["-recv_timeout", "15000", "-timeout", "40s"])
+        .args(extra)
+        .current_dir(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting sipp");
+    Sipp {
+        child,
+        name: name.to_string(),
+        dir: out,
+    }
+}
+
+impl Sipp {
+    /// Waits for SIPp to finish; panics with its logs unless it exited 0.
+    pub fn expect_success(mut self, server: &Server) {
+        let st = self.child.wait().unwrap();
+        if !st.success() {
+            let mut err = String::new();
+            if let Some(mut e) = self.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let mut logs = String::new();
+            if let Ok(rd) = std::fs::read_dir(&self.dir) {
+                for f in rd.flatten() {
+                    let txt = std::fs::read_to_string(f.path()).unwrap_or_default();
+                    let tail: String = txt.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
+                    logs.push_str(&format!("--- {}\n{}\n", f.path().display(), tail));
+                }
+            }
+            panic!(
+                "sipp {} failed ({st}):\n{err}\n{logs}\n--- server log\n{}",
+                self.name,
+                server.log_text()
+            );
+        }
+    }
+}
+
+/// Runs SIPp to completion and asserts success.
+pub fn sipp_run(server: &Server, name: &str, scenario_file: &str, transport: &str, extra: &[&str]) {
+    let port = free_port();
+    sipp_spawn(server, name, scenario_file, transport, port, extra).expect_success(server);
+}
+
+/// Registers `user` with Contact `contact` (host:port) via SIPp.
+pub fn register(server: &Server, user: &str, contact: &str, ctransport: &str, transport: &str, expires: u32) {
+    let csv = users_csv(&server.dir, &format!("reg-{user}.csv"), &[(user, &password(user), "")]);
+    let csv = csv.to_string_lossy().into_owned();
+    let exp = expires.to_string();
+    sipp_run(
+        server,
+        &format!("reg-{user}-{}", COUNTER.fetch_add(1, Ordering::SeqCst)),
+        "reg.xml",
+        transport,
+        &[
+            "-inf", &csv, "-m", "1", "-key", "contact", contact, "-key", "ctransport", ctransport,
+            "-key", "expires", &exp, "-auth_uri", DOMAIN,
+        ],
+    );
+}

@@ -1,0 +1,359 @@
+//! The real binary driven by real peers: SIPp (Debian sip-tester) for
+//! registration, calls over UDP and TCP, CANCEL and forking; a small
+//! SHA-256 digest client of our own; the RFC 4475 corpus over UDP; restart
+//! persistence and reload.
+
+mod common;
+use common::*;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+#[test]
+fn register_md5_then_unregister() {
+    let s = Server::start("reg", "");
+    register(&s, "1000", "127.0.0.1:25001", "udp", "u1", 300);
+    let regs = s.registrations();
+    assert!(regs.contains("sip:1000@127.0.0.1:25001"), "{regs}");
+    register(&s, "1000", "127.0.0.1:25001", "udp", "u1", 0);
+    let regs = s.registrations();
+    assert!(!regs.contains("sip:1000@127.0.0.1:25001"), "still registered:\n{regs}");
+    let m = s.metrics();
+    assert!(m.contains("hardline_sip_requests_total{method=\"REGISTER\"}"), "{m}");
+    assert!(m.contains("hardline_register_total{result=\"ok\"} 2"), "{m}");
+}
+
+fn call(transport: &str, ctransport: &str) {
+    let s = Server::start(&format!("call-{ctransport}"), "");
+    let uas_port = free_port();
+    register(&s, "2000", &format!("127.0.0.1:{uas_port}"), ctransport, transport, 300);
+    let uas = sipp_spawn(&s, "uas", "uas.xml", transport, uas_port, &["-m", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
+    sipp_run(&s, "uac", "uac_call.xml", transport, &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    uas.expect_success(&s);
+}
+
+#[test]
+fn call_through_proxy_udp() {
+    call("u1", "udp");
+}
+
+#[test]
+fn call_through_proxy_tcp() {
+    call("t1", "tcp");
+}
+
+#[test]
+fn cancel_while_ringing() {
+    let s = Server::start("cancel", "");
+    let uas_port = free_port();
+    register(&s, "2000", &format!("127.0.0.1:{uas_port}"), "udp", "u1", 300);
+    let uas = sipp_spawn(&s, "uas-ring", "uas_ring.xml", "u1", uas_port, &["-m", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
+    sipp_run(&s, "uac-cancel", "uac_cancel.xml", "u1", &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    uas.expect_success(&s);
+}
+
+#[test]
+fn forking_to_two_contacts_cancels_the_loser() {
+    let s = Server::start("fork", "");
+    let answer_port = free_port();
+    let ring_port = free_port();
+    register(&s, "2000", &format!("127.0.0.1:{answer_port}"), "udp", "u1", 300);
+    register(&s, "2000", &format!("127.0.0.1:{ring_port}"), "udp", "u1", 300);
+    let regs = s.registrations();
+    assert_eq!(regs.matches("sip:2000@").count(), 2, "{regs}");
+    let winner = sipp_spawn(&s, "uas-answer", "uas.xml", "u1", answer_port, &["-m", "1"]);
+    let loser = sipp_spawn(&s, "uas-ring", "uas_ring.xml", "u1", ring_port, &["-m", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
+    sipp_run(&s, "uac", "uac_call.xml", "u1", &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    winner.expect_success(&s);
+    // The ringing branch must have been cancelled (it expects CANCEL, 487, ACK).
+    loser.expect_success(&s);
+}
+
+#[test]
+fn registrations_survive_restart() {
+    let mut s = Server::start("restart", "");
+    let uas_port = free_port();
+    register(&s, "2000", &format!("127.0.0.1:{uas_port}"), "udp", "u1", 600);
+    assert!(s.stop(), "SIGTERM must stop the server cleanly");
+    s.spawn();
+    let regs = s.registrations();
+    assert!(regs.contains(&format!("127.0.0.1:{uas_port}")), "{regs}");
+    let uas = sipp_spawn(&s, "uas", "uas.xml", "u1", uas_port, &["-m", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
+    sipp_run(&s, "uac", "uac_call.xml", "u1", &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    uas.expect_success(&s);
+}
+
+// ----- a digest client of our own -------------------------------------------
+
+struct Client {
+    sock: UdpSocket,
+    server: std::net::SocketAddr,
+    n: u32,
+}
+
+impl Client {
+    fn new(server: std::net::SocketAddr) -> Client {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Client { sock, server, n: 0 }
+    }
+
+    fn register(&mut self, user: &str, auth: Option<&str>, call_id: &str) -> String {
+        self.n += 1;
+        let local = self.sock.local_addr().unwrap();
+        let mut m = format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-c{}-{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=ft{}\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{local}>\r\nExpires: 120\r\n",
+            self.n, call_id, self.n, self.n
+        );
+        if let Some(a) = auth {
+            m.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        m.push_str("Content-Length: 0\r\n\r\n");
+        self.sock.send_to(m.as_bytes(), self.server).unwrap();
+        let mut buf = [0u8; 65535];
+        let (n, _) = self.sock.recv_from(&mut buf).expect("no answer to REGISTER");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+fn challenges(resp: &str) -> Vec<String> {
+    resp.lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn sha256_digest_with_own_client() {
+    let s = Server::start("sha256", "");
+    let mut c = Client::new(s.addr());
+    let r = c.register("1001", None, "sha-1@test");
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+    let ch = challenges(&r);
+    // MD5 is listed first by default, SHA-256 offered too (RFC 8760).
+    assert_eq!(ch.len(), 2, "{r}");
+    assert!(ch[0].contains("algorithm=MD5"), "{ch:?}");
+    assert!(ch[1].contains("algorithm=SHA-256"), "{ch:?}");
+    let parsed = sip::auth::Challenge::parse(&ch[1]).unwrap();
+    let uri = format!("sip:{DOMAIN}");
+    let auth = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "1001", &password("1001"), "abcdef01", 1).unwrap();
+    let ok = c.register("1001", Some(&auth), "sha-1@test");
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    assert!(ok.contains("Contact: <sip:1001@"), "{ok}");
+    // Replaying the same credentials (same nc) is refused with a new challenge.
+    let replay = c.register("1001", Some(&auth), "sha-1@test");
+    assert!(replay.starts_with("SIP/2.0 401 "), "{replay}");
+    // A wrong password gets the same challenge as no credentials at all.
+    let bad = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "1001", "wrong-password-xx", "abcdef02", 1).unwrap();
+    let r = c.register("1001", Some(&bad), "sha-1@test");
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+    assert!(!s.log_text().contains(&password("1001")), "a password reached the log");
+}
+
+/// Known and unknown users get the same answer: the same status, headers,
+/// order and challenge; only the echoed user, tags and nonce differ.
+#[test]
+fn unknown_and_known_users_get_identical_challenges() {
+    let s = Server::start("enum", "");
+    let mut c = Client::new(s.addr());
+    let normalise = |r: &str, user: &str| -> String {
+        r.lines()
+            .map(|l| {
+                let l = l.replace(user, "USER");
+                let l = match l.find("nonce=\"") {
+                    Some(i) => {
+                        let end = l[i + 7..].find('"').map(|e| i + 7 + e).unwrap_or(l.len());
+                        format!("{}NONCE{}", &l[..i + 7], &l[end..])
+                    }
+                    None => l,
+                };
+                if l.starts_with("To:") || l.starts_with("Via:") || l.starts_with("From:") {
+                    l.split(";tag=").next().unwrap().split(";branch=").next().unwrap().to_string()
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let known = c.register("1000", None, "enum@test");
+    let unknown = c.register("9999", None, "enum@test");
+    assert_eq!(normalise(&known, "1000"), normalise(&unknown, "9999"));
+    // And with wrong credentials for both.
+    let ch = challenges(&known);
+    let parsed = sip::auth::Challenge::parse(&ch[0]).unwrap();
+    let uri = format!("sip:{DOMAIN}");
+    let a1 = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "1000", "not-the-password", "c1", 1).unwrap();
+    let a2 = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "9999", "not-the-password", "c2", 1).unwrap();
+    let k = c.register("1000", Some(&a1), "enum2@test");
+    let u = c.register("9999", Some(&a2), "enum2@test");
+    assert_eq!(normalise(&k, "1000"), normalise(&u, "9999"));
+    assert!(!known.contains("Server:") && !known.contains("User-Agent:"), "{known}");
+}
+
+// ----- RFC 4475 over the wire -----------------------------------------------
+
+fn corpus_dir() -> std::path::PathBuf {
+    let d = std::env::var_os("HARDLINE_RFC4475_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/conformance/rfc4475"));
+    assert!(
+        d.join("INDEX.tsv").exists(),
+        "RFC 4475 corpus not found at {} (set HARDLINE_RFC4475_DIR)",
+        d.display()
+    );
+    d
+}
+
+#[test]
+fn rfc4475_corpus_over_udp_then_a_good_options() {
+    let s = Server::start("rfc4475", "");
+    let dir = corpus_dir();
+    let index = std::fs::read_to_string(dir.join("INDEX.tsv")).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
+    let mut checked = 0;
+    for line in index.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let name = line.split('\t').next().unwrap();
+        let bytes = std::fs::read(dir.join(format!("{name}.sip"))).unwrap();
+        sock.send_to(&bytes, s.addr()).unwrap();
+        // Collect what comes back (the server may answer 100 first).
+        let mut replies = Vec::new();
+        let mut buf = [0u8; 65535];
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let finals: Vec<&String> = replies.iter().filter(|r| !r.starts_with("SIP/2.0 100 ")).collect();
+        let status = |want: &str| finals.iter().any(|r| r.starts_with(&format!("SIP/2.0 {want} ")));
+        match name {
+            "badinv01" | "clerr" | "ncl" | "scalar02" | "quotbal" | "ltgtruri" | "lwsruri" | "lwsstart"
+            | "trws" | "escruri" | "badaspec" | "baddn" | "mismatch01" | "mismatch02" | "insuf" | "multi01"
+            | "mcl01" => assert!(status("400"), "{name}: expected 400, got {replies:?}"),
+            "badvers" => assert!(status("505"), "{name}: expected 505, got {replies:?}"),
+            "unkscm" => assert!(status("416"), "{name}: expected 416, got {replies:?}"),
+            "scalarlg" | "bigcode" | "bcast" | "unreason" | "noreason" => {
+                assert!(replies.is_empty(), "{name}: a response must be discarded, got {replies:?}")
+            }
+            _ => {
+                // Valid or semantically odd requests: answered, never a crash.
+                assert!(!finals.iter().any(|r| r.starts_with("SIP/2.0 400 ")), "{name}: wrongly rejected: {replies:?}");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 49, "every corpus message must be sent");
+    let r = options_ping(s.addr(), Duration::from_secs(2)).expect("server stopped answering");
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    assert!(r.contains("Allow: "), "{r}");
+}
+
+// ----- configuration and CLI --------------------------------------------------
+
+#[test]
+fn check_config_lists_every_problem() {
+    let dir = temp_dir("checkcfg");
+    let p = dir.join("bad.toml");
+    std::fs::write(
+        &p,
+        "[sip]\nlisten = [\"foo\"]\ndomain = \"\"\n[storage]\npathh = \"x\"\n[[extensions]]\nuser = \"1000\"\npassword = \"short\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin()).args(["check-config", "--config"]).arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["sip.listen[0]", "sip.domain", "storage.pathh", "extensions[0].password"] {
+        assert!(err.contains(key), "missing {key} in:\n{err}");
+    }
+    assert!(!err.contains("short\""), "the password was echoed:\n{err}");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"example.test\"\n").unwrap();
+    let out = std::process::Command::new(bin()).args(["check-config", "--config"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn sighup_reloads_and_refuses_a_bad_config() {
+    let s = Server::start("hup", "");
+    let base = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!("{base}\n[[extensions]]\nuser = \"3000\"\npassword = \"{}\"\n", password("3000")),
+    )
+    .unwrap();
+    s.signal(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !s.log_text().contains("configuration reloaded") {
+        assert!(std::time::Instant::now() < deadline, "no reload:\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    register(&s, "3000", "127.0.0.1:25003", "udp", "u1", 300);
+    std::fs::write(&s.config, "[sip]\nlisten = 7\n").unwrap();
+    s.signal(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !s.log_text().contains("reload refused") {
+        assert!(std::time::Instant::now() < deadline, "bad config not refused:\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still serving with the previous configuration.
+    register(&s, "3000", "127.0.0.1:25003", "udp", "u1", 300);
+}
+
+#[test]
+fn user_cli_adds_lists_and_removes() {
+    let s = Server::start("usercli", "");
+    let out = s.cli(&["user", "add", "4000"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pw = stdout.split("password ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(pw.len() >= 16, "{stdout}");
+    let list = String::from_utf8_lossy(&s.cli(&["user", "list"]).stdout).into_owned();
+    assert!(list.contains("4000") && list.contains("1000"), "{list}");
+    // The running server picks the new user up and it can register.
+    std::thread::sleep(Duration::from_millis(2500));
+    let csv = users_csv(&s.dir, "u4000.csv", &[("4000", &pw, "")]);
+    sipp_run(
+        &s,
+        "reg4000",
+        "reg.xml",
+        "u1",
+        &["-inf", csv.to_str().unwrap(), "-m", "1", "-key", "contact", "127.0.0.1:25004", "-key", "ctransport", "udp", "-key", "expires", "60", "-auth_uri", DOMAIN],
+    );
+    let out = s.cli(&["user", "remove", "1000"]);
+    assert_eq!(out.status.code(), Some(2), "config users are managed in the config: {out:?}");
+    let out = s.cli(&["user", "remove", "4000"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn first_start_on_embedded_defaults() {
+    let home = temp_dir("home");
+    let mut child = std::process::Command::new(bin())
+        .arg("serve")
+        .env("HARDLINE_HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !home.join("hardline.toml").exists() || !home.join("hardline.db").exists() {
+        assert!(std::time::Instant::now() < deadline, "no config written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    std::process::Command::new("kill").arg("-15").arg(child.id().to_string()).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1000") && stdout.contains("1002"), "{stdout}");
+    let cfg = std::fs::read_to_string(home.join("hardline.toml")).unwrap();
+    assert!(cfg.contains("127.0.0.1:5060"), "loopback only by default:\n{cfg}");
+    assert!(!cfg.contains("password"), "only hashes are written:\n{cfg}");
+    let check = std::process::Command::new(bin()).args(["check-config", "--config"]).arg(home.join("hardline.toml")).output().unwrap();
+    assert!(check.status.success(), "{check:?}");
+}

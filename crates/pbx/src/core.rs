@@ -1,0 +1,621 @@
+//! The server core: one owner of all SIP state, driven sans-IO. Requests go
+//! through the request-init checks (Kamailio's REQINIT order: framing and
+//! parse, Max-Forwards, URI scheme, Proxy-Require, loops), then transaction
+//! matching, then the registrar or the proxy.
+
+use crate::io::{Flow, Now, Transmit, Transport};
+use crate::location::{self, Location};
+use crate::metrics::Metrics;
+use crate::proxy::ProxyCtx;
+use crate::route;
+use bytes::Bytes;
+use sip::auth::{Algorithm, NonceCounter, NonceGen, Policy, Verifier};
+use sip::header::HeaderName;
+use sip::message::Message;
+use sip::method::Method;
+use sip::transaction::{
+    ClientKey, ClientTransaction, ServerKey, ServerTransaction, Timers, TimerQueue, TxEvent,
+};
+use sip::Limits;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{RegOp, UserRecord};
+use tracing::{debug, warn};
+
+/// Everything the core takes from the configuration.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub domain: String,
+    pub local_addrs: Vec<(Transport, SocketAddr)>,
+    /// Challenge order (MD5 first by default: many phones and SIPp 3.6 read
+    /// only the first challenge).
+    pub auth_algorithms: Vec<Algorithm>,
+    pub strict_digest_uri: bool,
+    pub nonce_lifetime_secs: u64,
+    pub server_header: bool,
+    pub timers: Timers,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub max_contacts: usize,
+    pub limits: Limits,
+    pub secret: [u8; 32],
+}
+
+/// Registrations to persist; the core answers the REGISTERs in it once the
+/// runtime reports the batch stored (group commit).
+#[derive(Debug, Clone)]
+pub struct StoreBatch {
+    pub id: u64,
+    pub ops: Vec<RegOp>,
+}
+
+/// A REGISTER whose bindings wait for the store.
+pub(crate) struct PendingRegister {
+    pub key: ServerKey,
+    pub ok_response: Bytes,
+    pub fail_response: Bytes,
+    pub user: String,
+    pub undo: Vec<location::Binding>,
+}
+
+pub(crate) struct ServerEntry {
+    pub tx: ServerTransaction,
+    pub flow: Flow,
+    pub ctx: Option<u64>,
+    /// The request, kept for INVITEs so a CANCEL or Timer C can answer it.
+    pub request: Option<Message>,
+}
+
+pub(crate) struct ClientEntry {
+    pub tx: ClientTransaction,
+    pub flow: Flow,
+    pub ctx: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum TimerKey {
+    Server(ServerKey),
+    Client(ClientKey),
+    /// Timer C of a proxied INVITE (RFC 3261 §16.6 step 11).
+    TimerC(u64),
+    /// Periodic expiry of registrations.
+    Expire,
+}
+
+pub struct Core {
+    pub(crate) cfg: CoreConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) users: HashMap<String, UserRecord>,
+    pub(crate) location: Location,
+    pub(crate) verifier: Verifier,
+    pub(crate) nonce_counter: NonceCounter,
+    pub(crate) servers: HashMap<ServerKey, ServerEntry>,
+    pub(crate) clients: HashMap<ClientKey, ClientEntry>,
+    pub(crate) contexts: HashMap<u64, ProxyCtx>,
+    pub(crate) timers: TimerQueue<TimerKey>,
+    pub(crate) out: VecDeque<Transmit>,
+    pub(crate) store_out: VecDeque<StoreBatch>,
+    pub(crate) pending: HashMap<u64, PendingRegister>,
+    rng: u64,
+    pub(crate) next_id: u64,
+}
+
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+/// Timer C: how long a proxied INVITE may ring (RFC 3261: > 3 minutes).
+pub(crate) const TIMER_C: Duration = Duration::from_secs(185);
+
+impl Core {
+    pub fn new(
+        cfg: CoreConfig,
+        users: Vec<UserRecord>,
+        bindings: Vec<store::Binding>,
+        now: Now,
+        seed: u64,
+        metrics: Arc<Metrics>,
+    ) -> Core {
+        let verifier = make_verifier(&cfg);
+        let mut location = Location::default();
+        location.from_store(bindings);
+        location.expire(now.unix);
+        metrics.registrations_active.set(location.count() as i64);
+        let mut timers = TimerQueue::new();
+        timers.schedule(TimerKey::Expire, now.mono + EXPIRE_EVERY);
+        Core {
+            nonce_counter: NonceCounter::new(cfg.limits.max_transactions.max(1024) * 4),
+            cfg,
+            metrics,
+            users: users.into_iter().map(|u| (u.username.clone(), u)).collect(),
+            location,
+            verifier,
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            contexts: HashMap::new(),
+            timers,
+            out: VecDeque::new(),
+            store_out: VecDeque::new(),
+            pending: HashMap::new(),
+            rng: seed | 1,
+            next_id: 1,
+        }
+    }
+
+    pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.cfg.local_addrs
+    }
+
+    pub fn set_users(&mut self, users: Vec<UserRecord>) {
+        self.users = users.into_iter().map(|u| (u.username.clone(), u)).collect();
+        // Bindings of removed users go with them.
+        let users = &self.users;
+        self.location.retain_users(|u| users.contains_key(u));
+        self.metrics.registrations_active.set(self.location.count() as i64);
+    }
+
+    pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
+        // Listeners are bound once; keep the ones we have.
+        cfg.local_addrs = self.cfg.local_addrs.clone();
+        self.verifier = make_verifier(&cfg);
+        self.cfg = cfg;
+    }
+
+    pub fn registrations(&self, user: &str, now: u64) -> Vec<location::Binding> {
+        self.location.lookup(user, now).into_iter().cloned().collect()
+    }
+
+    // ----- pulling work out -------------------------------------------------
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_store(&mut self) -> Option<StoreBatch> {
+        self.store_out.pop_front()
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----- random identifiers ----------------------------------------------
+
+    /// xorshift64*: identifiers must be unique, not secret (nonces carry a
+    /// MAC keyed by the persistent secret).
+    pub(crate) fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(crate) fn new_tag(&mut self) -> String {
+        format!("{:016x}", self.random())
+    }
+
+    pub(crate) fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    // ----- input ------------------------------------------------------------
+
+    pub fn handle_input(&mut self, now: Now, flow: Flow, data: Bytes) {
+        let msg = match sip::parse::parse_datagram(data.clone(), &self.cfg.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.drop_reason("parse_error");
+                debug!(remote = %flow.remote, error = %e, "unparsable message");
+                if let Some(resp) = sip::parse::error_response(&data, &e, &self.cfg.limits) {
+                    if let Some(code) = e.status() {
+                        self.metrics.response(code, "sent");
+                    }
+                    self.transmit(flow, resp);
+                }
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.on_request(now, flow, msg);
+        } else {
+            self.on_response(now, flow, msg);
+        }
+    }
+
+    pub fn transport_error(&mut self, now: Now, flow: Flow) {
+        let keys: Vec<ClientKey> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| e.flow.remote == flow.remote && e.flow.transport == flow.transport)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(e) = self.clients.get_mut(&k) {
+                e.tx.on_transport_error(now.mono);
+            }
+            self.drive_client(now, &k);
+        }
+    }
+
+    pub(crate) fn transmit(&mut self, flow: Flow, data: Bytes) {
+        self.out.push_back(Transmit { flow, data });
+    }
+
+    fn on_request(&mut self, now: Now, flow: Flow, msg: Message) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        self.metrics.request(&method);
+        let Some(key) = server_key(&msg) else {
+            self.metrics.drop_reason("no_via");
+            return;
+        };
+        if method == Method::Ack {
+            if let Some(e) = self.servers.get_mut(&key) {
+                if e.tx.on_ack(now.mono) {
+                    self.drive_server(now, &key);
+                    return;
+                }
+            }
+            // ACK for a 2xx: end to end, routed statelessly.
+            self.proxy_ack(now, flow, msg);
+            return;
+        }
+        if let Some(e) = self.servers.get_mut(&key) {
+            if e.tx.on_request(now.mono) {
+                self.drive_server(now, &key);
+                return;
+            }
+        }
+        if self.servers.len() >= self.cfg.limits.max_transactions {
+            self.metrics.drop_reason("transaction_limit");
+            let resp = self.response(&msg, 503, "Service Unavailable", &[(HeaderName::RetryAfter, "5".into())]);
+            self.metrics.response(503, "sent");
+            self.transmit(flow, resp);
+            return;
+        }
+        let tx = ServerTransaction::new(
+            method == Method::Invite,
+            flow.transport.is_reliable(),
+            self.cfg.timers,
+            now.mono,
+        );
+        self.metrics.transaction_created();
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                flow,
+                ctx: None,
+                request: None,
+            },
+        );
+        if method == Method::Cancel {
+            self.on_cancel(now, &key, &msg);
+            return;
+        }
+        self.on_new_request(now, flow, key, msg);
+    }
+
+    /// Request-init checks, then the registrar, local answers or the proxy.
+    fn on_new_request(&mut self, now: Now, flow: Flow, key: ServerKey, mut msg: Message) {
+        let method = msg.method().cloned().unwrap_or(Method::Options);
+        let for_us = route::request_uri_is_local(&self.cfg, &msg);
+        // Max-Forwards 0: 483, except an OPTIONS aimed at the server itself.
+        if msg.max_forwards() == Some(0) && !(method == Method::Options && for_us && route::ruri_user(&msg).is_none()) {
+            return self.reply(now, &key, &msg, 483, "Too Many Hops", &[]);
+        }
+        match msg.request_uri().map(|u| u.scheme().to_ascii_lowercase()) {
+            Some(s) if s == "sip" || s == "sips" || s == "tel" => {}
+            _ => return self.reply(now, &key, &msg, 416, "Unsupported URI Scheme", &[]),
+        }
+        let proxy_require: Vec<String> = msg
+            .header_values(HeaderName::ProxyRequire)
+            .map(|s| s.to_string())
+            .collect();
+        if !proxy_require.is_empty() {
+            let unsupported = proxy_require.join(", ");
+            return self.reply(now, &key, &msg, 420, "Bad Extension", &[(HeaderName::Unsupported, unsupported)]);
+        }
+        if route::is_loop(&self.cfg, &msg) {
+            return self.reply(now, &key, &msg, 482, "Loop Detected", &[]);
+        }
+        // Loose routing: take our own Route entries off; in-dialog requests
+        // are relayed only when our Record-Route MAC proves we put them there.
+        let routed = match route::consume_own_routes(&self.cfg, &mut msg) {
+            Ok(r) => r,
+            Err(()) => {
+                self.metrics.drop_reason("forged_route");
+                return self.reply(now, &key, &msg, 403, "Forbidden", &[]);
+            }
+        };
+        if routed {
+            return self.proxy_in_dialog(now, flow, key, msg);
+        }
+        if msg.header(HeaderName::Route).is_some() {
+            // A pre-loaded route to somewhere else: we are not a relay.
+            return self.reply(now, &key, &msg, 403, "Relaying Denied", &[]);
+        }
+        if !for_us {
+            return self.reply(now, &key, &msg, 403, "Relaying Denied", &[]);
+        }
+        if method == Method::Register {
+            if let Some(unsupported) = unsupported_requires(&msg) {
+                return self.reply(now, &key, &msg, 420, "Bad Extension", &[(HeaderName::Unsupported, unsupported)]);
+            }
+            return self.register(now, flow, key, msg);
+        }
+        if route::ruri_user(&msg).is_none() {
+            return match method {
+                Method::Options => {
+                    if let Some(unsupported) = unsupported_requires(&msg) {
+                        return self.reply(now, &key, &msg, 420, "Bad Extension", &[(HeaderName::Unsupported, unsupported)]);
+                    }
+                    let extra = [
+                        (HeaderName::Allow, crate::proxy::ALLOW.to_string()),
+                        (HeaderName::Accept, "application/sdp".to_string()),
+                    ];
+                    self.reply(now, &key, &msg, 200, "OK", &extra)
+                }
+                _ => self.reply(now, &key, &msg, 404, "Not Found", &[]),
+            };
+        }
+        self.proxy_to_user(now, flow, key, msg);
+    }
+
+    // ----- responses we generate -------------------------------------------
+
+    /// A response to `req`, with a To tag when the request had none.
+    pub(crate) fn response(
+        &mut self,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        extra: &[(HeaderName<'static>, String)],
+    ) -> Bytes {
+        let b = Message::response_to(req, code, reason);
+        if code > 100 && req.to().and_then(|t| t.tag()).is_none() {
+            let tag = self.new_tag();
+            return self.finish_response(b.to_tag(&tag), extra, code);
+        }
+        self.finish_response(b, extra, code)
+    }
+
+    fn finish_response(
+        &self,
+        mut b: sip::message::ResponseBuilder<'_>,
+        extra: &[(HeaderName<'static>, String)],
+        code: u16,
+    ) -> Bytes {
+        for (n, v) in extra {
+            b = b.header(*n, v);
+        }
+        if self.cfg.server_header {
+            b = b.header(HeaderName::Server, concat!("hardline/", env!("CARGO_PKG_VERSION")));
+        }
+        b.build().unwrap_or_else(|e| {
+            warn!(code, error = %e, "cannot build response");
+            Bytes::new()
+        })
+    }
+
+    /// Answers through the server transaction `key`.
+    pub(crate) fn reply(
+        &mut self,
+        now: Now,
+        key: &ServerKey,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        extra: &[(HeaderName<'static>, String)],
+    ) {
+        let bytes = self.response(req, code, reason, extra);
+        self.send_on_server(now, key, code, bytes, "sent");
+    }
+
+    pub(crate) fn send_on_server(&mut self, now: Now, key: &ServerKey, code: u16, bytes: Bytes, origin: &'static str) {
+        let Some(e) = self.servers.get_mut(key) else {
+            return;
+        };
+        match e.tx.send_response(code, bytes, now.mono) {
+            Ok(()) => self.metrics.response(code, origin),
+            Err(err) => debug!(code, error = %err, "response not allowed in transaction state"),
+        }
+        self.drive_server(now, key);
+    }
+
+    // ----- driving transactions ---------------------------------------------
+
+    pub(crate) fn drive_server(&mut self, _now: Now, key: &ServerKey) {
+        let Some(e) = self.servers.get_mut(key) else {
+            return;
+        };
+        let flow = e.flow;
+        let mut sends = Vec::new();
+        while let Some(b) = e.tx.poll_transmit() {
+            sends.push(b);
+        }
+        let mut terminated = false;
+        while let Some(ev) = e.tx.poll_event() {
+            match ev {
+                TxEvent::Timeout => self.metrics.drop_reason("ack_timeout"),
+                TxEvent::TransportError => self.metrics.drop_reason("transport_error"),
+                TxEvent::Terminated => terminated = true,
+            }
+        }
+        let deadline = e.tx.poll_timeout();
+        let ctx = e.ctx;
+        for b in sends {
+            self.transmit(flow, b);
+        }
+        if terminated {
+            self.servers.remove(key);
+            self.timers.cancel(&TimerKey::Server(key.clone()));
+            if let Some(c) = ctx {
+                self.context_server_gone(c);
+            }
+        } else if let Some(d) = deadline {
+            self.timers.schedule(TimerKey::Server(key.clone()), d);
+        }
+    }
+
+    pub(crate) fn drive_client(&mut self, now: Now, key: &ClientKey) {
+        let Some(e) = self.clients.get_mut(key) else {
+            return;
+        };
+        let flow = e.flow;
+        let mut sends = Vec::new();
+        while let Some(b) = e.tx.poll_transmit() {
+            sends.push(b);
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = e.tx.poll_event() {
+            events.push(ev);
+        }
+        let deadline = e.tx.poll_timeout();
+        let ctx = e.ctx;
+        for b in sends {
+            self.transmit(flow, b);
+        }
+        let mut terminated = false;
+        for ev in events {
+            match ev {
+                TxEvent::Timeout => {
+                    if let Some(c) = ctx {
+                        self.branch_failed(now, c, key, 408);
+                    }
+                }
+                TxEvent::TransportError => {
+                    if let Some(c) = ctx {
+                        self.branch_failed(now, c, key, 503);
+                    }
+                }
+                TxEvent::Terminated => terminated = true,
+            }
+        }
+        if terminated {
+            self.clients.remove(key);
+            self.timers.cancel(&TimerKey::Client(key.clone()));
+            if let Some(c) = ctx {
+                self.context_branch_gone(c, key);
+            }
+        } else if let Some(d) = deadline {
+            self.timers.schedule(TimerKey::Client(key.clone()), d);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Now) {
+        // Bounded per call so one wake-up cannot monopolise the core.
+        for _ in 0..10_000 {
+            let Some(k) = self.timers.pop_expired(now.mono) else {
+                break;
+            };
+            match k {
+                TimerKey::Server(key) => {
+                    if let Some(e) = self.servers.get_mut(&key) {
+                        e.tx.handle_timeout(now.mono);
+                    }
+                    self.drive_server(now, &key);
+                }
+                TimerKey::Client(key) => {
+                    if let Some(e) = self.clients.get_mut(&key) {
+                        e.tx.handle_timeout(now.mono);
+                    }
+                    self.drive_client(now, &key);
+                }
+                TimerKey::TimerC(id) => self.timer_c(now, id),
+                TimerKey::Expire => {
+                    let n = self.location.expire(now.unix);
+                    if n > 0 {
+                        debug!(expired = n, "registrations expired");
+                        self.metrics.registrations_active.set(self.location.count() as i64);
+                    }
+                    self.timers.schedule(TimerKey::Expire, now.mono + EXPIRE_EVERY);
+                }
+            }
+        }
+        self.metrics.transactions_active.set((self.servers.len() + self.clients.len()) as i64);
+    }
+
+    // ----- store results ----------------------------------------------------
+
+    pub fn store_done(&mut self, now: Now, id: u64, ok: bool) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        if ok {
+            self.metrics.register("ok");
+            self.send_on_server(now, &p.key, 200, p.ok_response, "sent");
+        } else {
+            // Nothing half-done: the in-memory bindings go back to what the
+            // store still holds, and the phone retries after Retry-After.
+            warn!(user = %p.user, "registration not stored; answering 500");
+            self.location.replace(&p.user, p.undo);
+            self.metrics.register("store_failed");
+            self.send_on_server(now, &p.key, 500, p.fail_response, "sent");
+        }
+        self.metrics.registrations_active.set(self.location.count() as i64);
+    }
+
+    pub(crate) fn insert_client(&mut self, now: Now, key: ClientKey, entry: ClientEntry) {
+        self.metrics.transaction_created();
+        self.clients.insert(key.clone(), entry);
+        self.drive_client(now, &key);
+    }
+
+    pub(crate) fn new_context(&mut self, ctx: ProxyCtx) -> u64 {
+        let id = self.new_id();
+        self.contexts.insert(id, ctx);
+        id
+    }
+}
+
+fn make_verifier(cfg: &CoreConfig) -> Verifier {
+    let nonces = NonceGen::new(cfg.secret).with_lifetime(cfg.nonce_lifetime_secs);
+    let policy = Policy {
+        allow_md5: cfg.auth_algorithms.contains(&Algorithm::Md5),
+        allow_sha256: cfg.auth_algorithms.contains(&Algorithm::Sha256),
+        allow_no_qop: false,
+    };
+    Verifier::new(nonces, policy)
+}
+
+/// The server transaction key of a request (RFC 3261 §17.2.3, with the
+/// RFC 2543 fallback for branches without the magic cookie).
+pub(crate) fn server_key(msg: &Message) -> Option<ServerKey> {
+    let via = msg.top_via()?;
+    let method = msg.method()?.as_str().to_string();
+    let sent_by = match via.port {
+        Some(p) => format!("{}:{}", route::host_str(&via.host), p),
+        None => route::host_str(&via.host),
+    };
+    match via.branch() {
+        Some(b) if sip::transaction::is_rfc3261_branch(b) => Some(ServerKey::rfc3261(b, &sent_by, &method)),
+        _ => {
+            let cseq = msg.cseq().clone();
+            let from_tag = msg.from().and_then(|f| f.tag().map(|t| t.to_string())).unwrap_or_default();
+            let top = msg.header_values(HeaderName::Via).next().unwrap_or("");
+            Some(ServerKey::rfc2543(
+                msg.request_uri_str().unwrap_or(""),
+                &from_tag,
+                msg.call_id(),
+                cseq.seq,
+                top,
+                &method,
+            ))
+        }
+    }
+}
+
+/// Option tags in Require that we do not support (we support none yet).
+fn unsupported_requires(msg: &Message) -> Option<String> {
+    let v: Vec<&str> = msg.header_values(HeaderName::Require).collect();
+    if v.is_empty() {
+        None
+    } else {
+        Some(v.join(", "))
+    }
+}

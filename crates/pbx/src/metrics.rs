@@ -1,0 +1,144 @@
+//! Counters the core keeps. Every label has a bounded set of values (methods
+//! fold unknown names into "other", codes are 100..=699, reasons are static),
+//! so an attacker cannot grow the registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabel {
+    pub code: u32,
+    /// "sent" (generated here), "forwarded" (relayed from a downstream)
+    pub origin: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    requests: Family<MethodLabel, Counter>,
+    responses: Family<ResponseLabel, Counter>,
+    drops: Family<ReasonLabel, Counter>,
+    auth: Family<ResultLabel, Counter>,
+    register: Family<ResultLabel, Counter>,
+    transactions_created: Counter,
+    pub transactions_active: Gauge,
+    pub registrations_active: Gauge,
+    pub calls_proxied: Counter,
+}
+
+pub fn method_label(m: &sip::method::Method) -> &'static str {
+    use sip::method::Method::*;
+    match m {
+        Invite => "INVITE",
+        Ack => "ACK",
+        Bye => "BYE",
+        Cancel => "CANCEL",
+        Register => "REGISTER",
+        Options => "OPTIONS",
+        Info => "INFO",
+        Update => "UPDATE",
+        Prack => "PRACK",
+        Subscribe => "SUBSCRIBE",
+        Notify => "NOTIFY",
+        Refer => "REFER",
+        Message => "MESSAGE",
+        Publish => "PUBLISH",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            requests: Family::default(),
+            responses: Family::default(),
+            drops: Family::default(),
+            auth: Family::default(),
+            register: Family::default(),
+            transactions_created: Counter::default(),
+            transactions_active: Gauge::default(),
+            registrations_active: Gauge::default(),
+            calls_proxied: Counter::default(),
+        };
+        registry.register("sip_requests", "SIP requests received, by method", m.requests.clone());
+        registry.register(
+            "sip_responses",
+            "SIP responses sent, by code and origin",
+            m.responses.clone(),
+        );
+        registry.register("sip_drops", "Messages dropped, by reason", m.drops.clone());
+        registry.register("auth", "Digest authentication outcomes", m.auth.clone());
+        registry.register("register", "REGISTER outcomes", m.register.clone());
+        registry.register(
+            "transactions_created",
+            "SIP transactions created",
+            m.transactions_created.clone(),
+        );
+        registry.register(
+            "transactions_active",
+            "SIP transactions in progress",
+            m.transactions_active.clone(),
+        );
+        registry.register(
+            "registrations_active",
+            "Contacts currently registered",
+            m.registrations_active.clone(),
+        );
+        registry.register(
+            "calls_proxied",
+            "INVITEs forwarded to a registered contact",
+            m.calls_proxied.clone(),
+        );
+        m
+    }
+
+    /// Metrics that are not exported (tests, tools).
+    pub fn unregistered() -> Metrics {
+        Metrics::new(&mut Registry::default())
+    }
+
+    pub fn request(&self, m: &sip::method::Method) {
+        self.requests
+            .get_or_create(&MethodLabel {
+                method: method_label(m),
+            })
+            .inc();
+    }
+
+    pub fn response(&self, code: u16, origin: &'static str) {
+        let code = if (100..=699).contains(&code) { code as u32 } else { 0 };
+        self.responses.get_or_create(&ResponseLabel { code, origin }).inc();
+    }
+
+    pub fn drop_reason(&self, reason: &'static str) {
+        self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn auth(&self, result: &'static str) {
+        self.auth.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn register(&self, result: &'static str) {
+        self.register.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn transaction_created(&self) {
+        self.transactions_created.inc();
+    }
+}

@@ -1,0 +1,277 @@
+//! Routing helpers: is a URI ours, loop detection, our Record-Route and its
+//! MAC, next-hop resolution. No DNS here: next hops must be IP literals or
+//! registered contacts (the core has no resolver yet).
+
+use crate::core::CoreConfig;
+use crate::io::Transport;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sip::header::{HeaderName, Via};
+use sip::message::Message;
+use sip::uri::{Host, Uri};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+/// Our branch prefix: the magic cookie, then a loop-detection hash.
+pub const BRANCH_PREFIX: &str = "z9hG4bKhl";
+
+pub fn host_str(h: &Host<'_>) -> String {
+    match h {
+        Host::Domain(d) => d.to_ascii_lowercase(),
+        Host::Ipv4(a) => a.to_string(),
+        Host::Ipv6(a) => format!("[{a}]"),
+    }
+}
+
+fn host_ip(h: &Host<'_>) -> Option<IpAddr> {
+    match h {
+        Host::Ipv4(a) => Some(IpAddr::V4(*a)),
+        Host::Ipv6(a) => Some(IpAddr::V6(*a)),
+        Host::Domain(_) => None,
+    }
+}
+
+/// Whether host[:port] names this server: the domain, or one of our
+/// listening addresses (an unspecified listen address matches any IP).
+pub fn is_our_host(cfg: &CoreConfig, host: &Host<'_>, port: Option<u16>) -> bool {
+    match host {
+        Host::Domain(d) => d.eq_ignore_ascii_case(&cfg.domain),
+        _ => {
+            let Some(ip) = host_ip(host) else {
+                return false;
+            };
+            let port = port.unwrap_or(5060);
+            cfg.local_addrs.iter().any(|(_, a)| {
+                a.port() == port && (a.ip() == ip || a.ip().is_unspecified())
+            })
+        }
+    }
+}
+
+pub fn request_uri_is_local(cfg: &CoreConfig, msg: &Message) -> bool {
+    match msg.request_uri() {
+        Some(Uri::Sip(u)) => is_our_host(cfg, &u.host, u.port),
+        Some(Uri::Tel(_)) => true,
+        _ => false,
+    }
+}
+
+/// The user part of the Request-URI (escapes decoded), or the tel number.
+pub fn ruri_user(msg: &Message) -> Option<String> {
+    match msg.request_uri()? {
+        Uri::Sip(u) => u.user.filter(|s| !s.is_empty()).map(unescape),
+        Uri::Tel(t) => Some(t.number.to_string()),
+        Uri::Other { .. } => None,
+    }
+}
+
+/// User part of a URI (From/To), escapes decoded.
+pub fn uri_user(u: &Uri<'_>) -> Option<String> {
+    match u {
+        Uri::Sip(s) => s.user.map(unescape),
+        Uri::Tel(t) => Some(t.number.to_string()),
+        Uri::Other { .. } => None,
+    }
+}
+
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// RFC 3261 §16.6 step 8: a hash of what identifies the request at this
+/// hop; the same request coming back with our Via is a loop, a spiral has a
+/// new Request-URI and so another hash.
+pub fn loop_hash(msg: &Message) -> u32 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    msg.request_uri_str().unwrap_or("").hash(&mut h);
+    msg.from().and_then(|f| f.tag().map(str::to_string)).hash(&mut h);
+    msg.to().and_then(|f| f.tag().map(str::to_string)).hash(&mut h);
+    msg.call_id().hash(&mut h);
+    msg.cseq().seq.hash(&mut h);
+    for v in msg.header_values(HeaderName::ProxyRequire) {
+        v.hash(&mut h);
+    }
+    h.finish() as u32
+}
+
+pub fn new_branch(msg: &Message, random: u64) -> String {
+    format!("{BRANCH_PREFIX}{:08x}.{random:016x}", loop_hash(msg))
+}
+
+pub fn is_loop(cfg: &CoreConfig, msg: &Message) -> bool {
+    let mut ours = msg
+        .vias()
+        .filter_map(Result::ok)
+        .filter(|v| is_our_host(cfg, &v.host, v.port))
+        .filter_map(|v| v.branch())
+        .filter_map(|b| b.strip_prefix(BRANCH_PREFIX))
+        .filter_map(|rest| rest.get(..8))
+        .peekable();
+    if ours.peek().is_none() {
+        return false;
+    }
+    let mine = format!("{:08x}", loop_hash(msg));
+    ours.any(|h| h == mine)
+}
+
+fn mac(cfg: &CoreConfig, call_id: &str) -> String {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&cfg.secret).expect("HMAC takes any key length");
+    m.update(b"record-route\0");
+    m.update(call_id.as_bytes());
+    let out = m.finalize().into_bytes();
+    out[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Our Record-Route value for `local`, carrying a MAC of the Call-ID so that
+/// only dialogs we record-routed can be relayed through us later.
+pub fn record_route(cfg: &CoreConfig, call_id: &str, transport: Transport, local: SocketAddr) -> String {
+    let host = match local.ip() {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    format!(
+        "<sip:{host}:{};transport={};lr;hl={}>",
+        local.port(),
+        transport.param(),
+        mac(cfg, call_id)
+    )
+}
+
+fn route_is_ours(cfg: &CoreConfig, u: &Uri<'_>) -> bool {
+    match u {
+        Uri::Sip(s) => is_our_host(cfg, &s.host, s.port),
+        _ => false,
+    }
+}
+
+fn route_mac_ok(cfg: &CoreConfig, u: &Uri<'_>, call_id: &str) -> bool {
+    match u {
+        Uri::Sip(s) => s
+            .params
+            .get("hl")
+            .flatten()
+            .is_some_and(|v| constant_eq(v.as_bytes(), mac(cfg, call_id).as_bytes())),
+        _ => false,
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Removes our own Route entries (RFC 3261 §16.4). `Ok(true)`: the request
+/// was routed through us by a dialog we record-routed (MAC verified) and
+/// must be relayed onwards; `Ok(false)`: no Route of ours; `Err`: a Route
+/// names us but its MAC is wrong (a forged route set: refuse).
+pub fn consume_own_routes(cfg: &CoreConfig, msg: &mut Message) -> Result<bool, ()> {
+    let call_id = msg.call_id().to_string();
+    // A strict router before us put our Record-Route URI in the Request-URI.
+    let ruri_is_our_rr = match msg.request_uri() {
+        Some(u @ Uri::Sip(s)) => route_is_ours(cfg, &u) && s.params.get("hl").is_some(),
+        _ => false,
+    };
+    if ruri_is_our_rr {
+        let ok = msg.request_uri().is_some_and(|u| route_mac_ok(cfg, &u, &call_id));
+        if !ok {
+            return Err(());
+        }
+        let routes: Vec<String> = msg.header_values(HeaderName::Route).map(str::to_string).collect();
+        let Some(last) = routes.last() else {
+            return Err(());
+        };
+        let uri = strip_angle(last).to_string();
+        msg.set_request_uri(&uri).map_err(|_| ())?;
+        let keep = &routes[..routes.len() - 1];
+        msg.remove_all(HeaderName::Route).map_err(|_| ())?;
+        for r in keep {
+            msg.append_header(HeaderName::Route, r).map_err(|_| ())?;
+        }
+        return Ok(true);
+    }
+    let mut consumed = false;
+    for _ in 0..2 {
+        let Some(first) = msg.header_values(HeaderName::Route).next().map(str::to_string) else {
+            break;
+        };
+        let Ok(na) = sip::header::NameAddr::parse(&first) else {
+            return if consumed { Ok(true) } else { Ok(false) };
+        };
+        if !route_is_ours(cfg, &na.uri) {
+            break;
+        }
+        if !route_mac_ok(cfg, &na.uri, &call_id) {
+            return Err(());
+        }
+        msg.remove_first(HeaderName::Route).map_err(|_| ())?;
+        consumed = true;
+    }
+    Ok(consumed)
+}
+
+fn strip_angle(s: &str) -> &str {
+    let t = s.trim();
+    match (t.find('<'), t.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &t[a + 1..b],
+        _ => t,
+    }
+}
+
+/// Resolves a SIP URI to a transport address without DNS.
+pub fn resolve(u: &Uri<'_>) -> Option<(Transport, SocketAddr)> {
+    let Uri::Sip(s) = u else {
+        return None;
+    };
+    if s.secure {
+        return None; // TLS is not served yet
+    }
+    let ip = host_ip(&s.host)?;
+    let transport = match s.transport() {
+        Some(t) => Transport::parse(t)?,
+        None => Transport::Udp,
+    };
+    Some((transport, SocketAddr::new(ip, s.port.unwrap_or(5060))))
+}
+
+/// Our listener to send from for `transport` towards `remote`.
+pub fn local_for(cfg: &CoreConfig, transport: Transport, remote: SocketAddr) -> Option<SocketAddr> {
+    cfg.local_addrs
+        .iter()
+        .find(|(t, a)| *t == transport && a.is_ipv4() == remote.is_ipv4())
+        .map(|(_, a)| *a)
+}
+
+/// Where a response goes according to its (new) top Via (RFC 3261 §18.2.2,
+/// RFC 3581): received/rport when present, else sent-by.
+pub fn via_destination(via: &Via<'_>) -> Option<(Transport, SocketAddr)> {
+    let transport = Transport::parse(via.transport)?;
+    let ip: IpAddr = match via.received() {
+        Some(r) => r.parse().ok()?,
+        None => host_ip(&via.host)?,
+    };
+    let port = match via.rport() {
+        Some(Some(p)) => p,
+        _ => via.port.unwrap_or(5060),
+    };
+    Some((transport, SocketAddr::new(ip, port)))
+}

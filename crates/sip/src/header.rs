@@ -1,0 +1,823 @@
+//! Header names and typed header values (RFC 3261 §20, §25.1).
+//!
+//! Typed values borrow from the message and are parsed on demand; the
+//! message parser calls the same functions to validate the few headers it
+//! must check eagerly.
+
+use std::fmt;
+
+use crate::method::{is_token_byte, Method, MethodError};
+use crate::uri::{
+    find_unquoted, is_lws, parse_port, token_ok, trim_lws, Host, Params, Uri, UriError,
+};
+
+/// Why a header value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("empty value")]
+    Empty,
+    #[error("unterminated quoted string")]
+    UnterminatedQuote,
+    #[error("display name is neither a token list nor quoted")]
+    BadDisplayName,
+    #[error("malformed addr-spec")]
+    BadAddrSpec,
+    #[error("bad URI: {0}")]
+    Uri(#[from] UriError),
+    #[error("malformed parameter")]
+    BadParam,
+    #[error("malformed Via")]
+    BadVia,
+    #[error("malformed CSeq")]
+    BadCSeq,
+    #[error("not a number")]
+    BadNumber,
+    #[error("number out of range")]
+    OutOfRange,
+    #[error("bad method: {0}")]
+    BadMethod(#[from] MethodError),
+    #[error("unexpected trailing text")]
+    Trailing,
+}
+
+macro_rules! known_headers {
+    ($( $var:ident = $name:literal, $lower:literal, $compact:expr, $list:expr; )*) => {
+        /// A header name. Known headers (full or compact form, any case)
+        /// parse to their variant; anything else is `Other`, compared
+        /// case-insensitively. Build names with [`HeaderName::parse`].
+        #[derive(Debug, Clone, Copy)]
+        pub enum HeaderName<'a> {
+            $( $var, )*
+            Other(&'a str),
+        }
+
+        const KNOWN: &[(HeaderName<'static>, &str, Option<u8>, bool)] = &[
+            $( (HeaderName::$var, $name, $compact, $list), )*
+        ];
+
+        impl<'a> HeaderName<'a> {
+            fn lookup_lower(lower: &[u8]) -> Option<HeaderName<'static>> {
+                Some(match lower {
+                    $( $lower => HeaderName::$var, )*
+                    _ => return None,
+                })
+            }
+
+            /// Index into the known table; `u8::MAX` for `Other`.
+            pub(crate) fn id(&self) -> u8 {
+                let mut _i = 0u8;
+                $(
+                    if let HeaderName::$var = self { return _i; }
+                    _i += 1;
+                )*
+                u8::MAX
+            }
+        }
+    };
+}
+
+known_headers! {
+    Accept = "Accept", b"accept", None, true;
+    AcceptEncoding = "Accept-Encoding", b"accept-encoding", None, true;
+    AcceptLanguage = "Accept-Language", b"accept-language", None, true;
+    AlertInfo = "Alert-Info", b"alert-info", None, true;
+    Allow = "Allow", b"allow", None, true;
+    AllowEvents = "Allow-Events", b"allow-events", Some(b'u'), true;
+    AuthenticationInfo = "Authentication-Info", b"authentication-info", None, false;
+    Authorization = "Authorization", b"authorization", None, false;
+    CallId = "Call-ID", b"call-id", Some(b'i'), false;
+    CallInfo = "Call-Info", b"call-info", None, true;
+    Contact = "Contact", b"contact", Some(b'm'), true;
+    ContentDisposition = "Content-Disposition", b"content-disposition", None, false;
+    ContentEncoding = "Content-Encoding", b"content-encoding", Some(b'e'), true;
+    ContentLanguage = "Content-Language", b"content-language", None, true;
+    ContentLength = "Content-Length", b"content-length", Some(b'l'), false;
+    ContentType = "Content-Type", b"content-type", Some(b'c'), false;
+    CSeq = "CSeq", b"cseq", None, false;
+    Date = "Date", b"date", None, false;
+    ErrorInfo = "Error-Info", b"error-info", None, true;
+    Event = "Event", b"event", Some(b'o'), false;
+    Expires = "Expires", b"expires", None, false;
+    From = "From", b"from", Some(b'f'), false;
+    InReplyTo = "In-Reply-To", b"in-reply-to", None, true;
+    MaxForwards = "Max-Forwards", b"max-forwards", None, false;
+    MimeVersion = "MIME-Version", b"mime-version", None, false;
+    MinExpires = "Min-Expires", b"min-expires", None, false;
+    MinSe = "Min-SE", b"min-se", None, false;
+    Organization = "Organization", b"organization", None, false;
+    Path = "Path", b"path", None, true;
+    Priority = "Priority", b"priority", None, false;
+    ProxyAuthenticate = "Proxy-Authenticate", b"proxy-authenticate", None, false;
+    ProxyAuthorization = "Proxy-Authorization", b"proxy-authorization", None, false;
+    ProxyRequire = "Proxy-Require", b"proxy-require", None, true;
+    RAck = "RAck", b"rack", None, false;
+    RecordRoute = "Record-Route", b"record-route", None, true;
+    ReferTo = "Refer-To", b"refer-to", Some(b'r'), false;
+    ReferredBy = "Referred-By", b"referred-by", Some(b'b'), false;
+    ReplyTo = "Reply-To", b"reply-to", None, false;
+    Require = "Require", b"require", None, true;
+    RetryAfter = "Retry-After", b"retry-after", None, false;
+    Route = "Route", b"route", None, true;
+    RSeq = "RSeq", b"rseq", None, false;
+    Server = "Server", b"server", None, false;
+    ServiceRoute = "Service-Route", b"service-route", None, true;
+    SessionExpires = "Session-Expires", b"session-expires", Some(b'x'), false;
+    Subject = "Subject", b"subject", Some(b's'), false;
+    SubscriptionState = "Subscription-State", b"subscription-state", None, false;
+    Supported = "Supported", b"supported", Some(b'k'), true;
+    Timestamp = "Timestamp", b"timestamp", None, false;
+    To = "To", b"to", Some(b't'), false;
+    Unsupported = "Unsupported", b"unsupported", None, true;
+    UserAgent = "User-Agent", b"user-agent", None, false;
+    Via = "Via", b"via", Some(b'v'), true;
+    Warning = "Warning", b"warning", None, true;
+    WwwAuthenticate = "WWW-Authenticate", b"www-authenticate", None, false;
+}
+
+impl<'a> HeaderName<'a> {
+    /// Maps a wire name (full or compact form, any case) to a header name.
+    /// Does not validate: the message parser checks names are tokens.
+    pub fn parse(name: &'a str) -> HeaderName<'a> {
+        let b = name.as_bytes();
+        if b.len() == 1 {
+            let c = b[0].to_ascii_lowercase();
+            if let Some(k) = KNOWN.iter().find(|k| k.2 == Some(c)) {
+                return k.0;
+            }
+            return HeaderName::Other(name);
+        }
+        let mut buf = [0u8; 24];
+        if b.len() <= buf.len() {
+            for (d, s) in buf.iter_mut().zip(b) {
+                *d = s.to_ascii_lowercase();
+            }
+            if let Some(h) = HeaderName::lookup_lower(&buf[..b.len()]) {
+                return h;
+            }
+        }
+        HeaderName::Other(name)
+    }
+
+    pub(crate) fn from_id(id: u8) -> Option<HeaderName<'static>> {
+        KNOWN.get(id as usize).map(|k| k.0)
+    }
+
+    /// Canonical full name (`Other` returns its text).
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            HeaderName::Other(s) => s,
+            k => KNOWN[k.id() as usize].1,
+        }
+    }
+
+    /// Compact form (RFC 3261 §7.3.3 and extensions), if any.
+    pub fn compact(&self) -> Option<char> {
+        match self {
+            HeaderName::Other(_) => None,
+            k => KNOWN[k.id() as usize].2.map(char::from),
+        }
+    }
+
+    /// Whether the header is a comma-separated list whose values may be
+    /// split (and combined across lines). Unknown headers are not split,
+    /// because their commas may be content (dates, challenges, ...).
+    pub fn is_list(&self) -> bool {
+        match self {
+            HeaderName::Other(_) => false,
+            k => KNOWN[k.id() as usize].3,
+        }
+    }
+
+    /// Headers that must appear at most once with one value.
+    pub fn is_single(&self) -> bool {
+        matches!(
+            self,
+            HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::MaxForwards
+                | HeaderName::ContentLength
+                | HeaderName::ContentType
+        )
+    }
+
+    /// An `Other` holding a known name is turned into the known variant.
+    pub(crate) fn normalized(self) -> HeaderName<'a> {
+        match self {
+            HeaderName::Other(s) => HeaderName::parse(s),
+            k => k,
+        }
+    }
+}
+
+impl PartialEq for HeaderName<'_> {
+    fn eq(&self, other: &HeaderName<'_>) -> bool {
+        match (self.normalized(), other.normalized()) {
+            (HeaderName::Other(a), HeaderName::Other(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a.id() == b.id(),
+        }
+    }
+}
+impl Eq for HeaderName<'_> {}
+
+impl fmt::Display for HeaderName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Splits a header value on top-level commas (outside quotes and `<>`),
+/// yielding trimmed pieces, empty ones included (typed parsers reject them).
+#[derive(Debug, Clone)]
+pub struct ValueSplit<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> ValueSplit<'a> {
+    pub fn new(v: &'a str) -> Self {
+        ValueSplit { rest: Some(v) }
+    }
+}
+
+pub(crate) fn top_level_comma(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut inq = false;
+    let mut angle = false;
+    while i < b.len() {
+        let c = b[i];
+        if inq {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                inq = false;
+            }
+        } else {
+            match c {
+                b'"' => inq = true,
+                b'<' => angle = true,
+                b'>' => angle = false,
+                b',' if !angle => return Some(i),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+impl<'a> Iterator for ValueSplit<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        match top_level_comma(s) {
+            Some(i) => {
+                self.rest = Some(&s[i + 1..]);
+                Some(trim_lws(&s[..i]))
+            }
+            None => {
+                self.rest = None;
+                Some(trim_lws(s))
+            }
+        }
+    }
+}
+
+/// Index just past the closing quote of the quoted string starting at `s[0]`.
+fn quoted_end(s: &[u8]) -> Result<usize, HeaderError> {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return Ok(i + 1),
+            b'\\' => match s.get(i + 1) {
+                Some(b'\r' | b'\n') | None => return Err(HeaderError::UnterminatedQuote),
+                Some(_) => i += 2,
+            },
+            b'\t' | b' ' => i += 1,
+            c if c < 0x20 || c == 0x7f => return Err(HeaderError::UnterminatedQuote),
+            _ => i += 1,
+        }
+    }
+    Err(HeaderError::UnterminatedQuote)
+}
+
+/// Validates a generic header parameter list (`*( SEMI generic-param )`).
+/// `s` must be empty/LWS or start (after LWS) with `;`.
+pub(crate) fn header_params(s: &str) -> Result<Params<'_>, HeaderError> {
+    let t = trim_lws(s);
+    if t.is_empty() {
+        return Ok(Params(""));
+    }
+    if !t.starts_with(';') {
+        return Err(HeaderError::Trailing);
+    }
+    let mut rest = &t[1..];
+    loop {
+        let end = find_unquoted(rest, b';').unwrap_or(rest.len());
+        let piece = trim_lws(&rest[..end]);
+        let (n, v) = match memchr::memchr(b'=', piece.as_bytes()) {
+            Some(eq) => (trim_lws(&piece[..eq]), Some(trim_lws(&piece[eq + 1..]))),
+            None => (piece, None),
+        };
+        if !token_ok(n) {
+            return Err(HeaderError::BadParam);
+        }
+        if let Some(v) = v {
+            let vb = v.as_bytes();
+            if vb.first() == Some(&b'"') {
+                if quoted_end(vb)? != vb.len() {
+                    return Err(HeaderError::BadParam);
+                }
+            } else if vb.is_empty()
+                || !vb
+                    .iter()
+                    .all(|&c| is_token_byte(c) || matches!(c, b'[' | b']' | b':'))
+            {
+                return Err(HeaderError::BadParam);
+            }
+        }
+        if end == rest.len() {
+            break;
+        }
+        rest = &rest[end + 1..];
+    }
+    Ok(Params(t))
+}
+
+/// Strict unsigned decimal (digits only, surrounding LWS allowed).
+pub fn parse_u32(s: &str) -> Result<u32, HeaderError> {
+    let t = trim_lws(s);
+    if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(HeaderError::BadNumber);
+    }
+    let digits = t.trim_start_matches('0');
+    if digits.len() > 10 {
+        return Err(HeaderError::OutOfRange);
+    }
+    digits
+        .bytes()
+        .try_fold(0u64, |acc, c| Ok(acc * 10 + u64::from(c - b'0')))
+        .and_then(|v| u32::try_from(v).map_err(|_| HeaderError::OutOfRange))
+}
+
+/// `CSeq: <seq> <method>`; seq must be below 2^31 (RFC 3261 §8.1.1.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    pub seq: u32,
+    pub method: Method,
+}
+
+impl CSeq {
+    pub fn parse(s: &str) -> Result<CSeq, HeaderError> {
+        let t = trim_lws(s);
+        let split = t.bytes().position(is_lws).ok_or(HeaderError::BadCSeq)?;
+        let seq = parse_u32(&t[..split])?;
+        if seq >= 1 << 31 {
+            return Err(HeaderError::OutOfRange);
+        }
+        let method = Method::parse(trim_lws(&t[split..]))?;
+        Ok(CSeq { seq, method })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+/// One Via value (RFC 3261 §20.42).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// Usually `SIP`.
+    pub protocol_name: &'a str,
+    /// Usually `2.0`.
+    pub protocol_version: &'a str,
+    /// `UDP`, `TCP`, `TLS`, `SCTP`, `WS`, or any token.
+    pub transport: &'a str,
+    pub host: Host<'a>,
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+}
+
+/// Splits `s` at the first `/` of a `token SWS "/" SWS` sequence.
+fn slash_part(s: &str) -> Result<(&str, &str), HeaderError> {
+    let slash = memchr::memchr(b'/', s.as_bytes()).ok_or(HeaderError::BadVia)?;
+    let tok = trim_lws(&s[..slash]);
+    if !token_ok(tok) {
+        return Err(HeaderError::BadVia);
+    }
+    Ok((tok, &s[slash + 1..]))
+}
+
+impl<'a> Via<'a> {
+    pub fn parse(s: &'a str) -> Result<Via<'a>, HeaderError> {
+        let (protocol_name, r) = slash_part(s)?;
+        let (protocol_version, r) = slash_part(r)?;
+        let r = trim_lws(r);
+        let tend = r
+            .bytes()
+            .position(|c| !is_token_byte(c))
+            .ok_or(HeaderError::BadVia)?;
+        let transport = &r[..tend];
+        let r = &r[tend..];
+        if transport.is_empty() || !r.bytes().next().is_some_and(is_lws) {
+            return Err(HeaderError::BadVia);
+        }
+        let r = trim_lws(r);
+        let rb = r.as_bytes();
+        let hend = if rb.first() == Some(&b'[') {
+            memchr::memchr(b']', rb).ok_or(HeaderError::BadVia)? + 1
+        } else {
+            rb.iter()
+                .position(|&c| matches!(c, b':' | b';') || is_lws(c))
+                .unwrap_or(rb.len())
+        };
+        let host = Host::parse(&r[..hend])?;
+        let mut r = r[hend..].trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8));
+        let mut port = None;
+        if let Some(p) = r.strip_prefix(':') {
+            let p = trim_lws_start(p);
+            let pend = p
+                .bytes()
+                .position(|c| !c.is_ascii_digit())
+                .unwrap_or(p.len());
+            port = Some(parse_port(&p[..pend]).map_err(|_| HeaderError::BadVia)?);
+            r = &p[pend..];
+        }
+        let params = header_params(r)?;
+        let via = Via {
+            protocol_name,
+            protocol_version,
+            transport,
+            host,
+            port,
+            params,
+        };
+        if let Some(t) = via.params.get("ttl") {
+            t.ok_or(HeaderError::BadParam)
+                .and_then(parse_u32)
+                .ok()
+                .filter(|v| *v <= 255)
+                .ok_or(HeaderError::BadParam)?;
+        }
+        if let Some(Some(rp)) = via.params.get("rport") {
+            parse_port(rp).map_err(|_| HeaderError::BadParam)?;
+        }
+        if via
+            .params
+            .get("branch")
+            .is_some_and(|b| b.is_none_or(|b| !token_ok(b)))
+        {
+            return Err(HeaderError::BadParam);
+        }
+        Ok(via)
+    }
+
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.get("branch").flatten()
+    }
+    /// Whether the branch carries the RFC 3261 magic cookie; when not, the
+    /// transaction must be matched the RFC 2543 way.
+    pub fn has_magic_cookie(&self) -> bool {
+        // The bare cookie carries no uniqueness (RFC 4475 badbranch).
+        self.branch()
+            .is_some_and(|b| b.len() > 7 && b.starts_with("z9hG4bK"))
+    }
+    pub fn received(&self) -> Option<&'a str> {
+        self.params.get("received").flatten()
+    }
+    /// `None`: absent; `Some(None)`: present without value (a request for
+    /// the source port, RFC 3581); `Some(Some(p))`: filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| parse_port(p).ok()))
+    }
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+    pub fn ttl(&self) -> Option<u8> {
+        self.params
+            .get("ttl")
+            .flatten()
+            .and_then(|t| parse_u32(t).ok())
+            .and_then(|t| u8::try_from(t).ok())
+    }
+}
+
+impl fmt::Display for Via<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{} {}",
+            self.protocol_name, self.protocol_version, self.transport, self.host
+        )?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        for (n, v) in self.params.iter() {
+            match v {
+                Some(v) => write!(f, ";{n}={v}")?,
+                None => write!(f, ";{n}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn trim_lws_start(s: &str) -> &str {
+    s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// `[display-name] <addr-spec> *(;param)` or a bare `addr-spec *(;param)`.
+/// For the bare form the `;params` belong to the header, never to the URI
+/// (RFC 3261 §20, RFC 4475 regbadct).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Token list or the inside of the quoted string (escapes kept raw).
+    pub display_name: Option<&'a str>,
+    pub uri: Uri<'a>,
+    pub params: Params<'a>,
+    /// Whether the URI was in `<>` (print it back that way).
+    pub bracketed: bool,
+}
+
+impl<'a> NameAddr<'a> {
+    pub fn parse(s: &'a str) -> Result<NameAddr<'a>, HeaderError> {
+        NameAddr::parse_bounded(s, crate::Limits::default().max_uri_bytes)
+    }
+
+    pub fn parse_bounded(s: &'a str, max_uri: usize) -> Result<NameAddr<'a>, HeaderError> {
+        let s = trim_lws(s);
+        let b = s.as_bytes();
+        if b.is_empty() {
+            return Err(HeaderError::Empty);
+        }
+        let (display_name, lt) = if b[0] == b'"' {
+            let end = quoted_end(b)?;
+            let after = end + (b[end..].iter().take_while(|c| is_lws(**c)).count());
+            if b.get(after) != Some(&b'<') {
+                return Err(HeaderError::BadDisplayName);
+            }
+            (Some(&s[1..end - 1]), Some(after))
+        } else {
+            match memchr::memchr(b'<', b) {
+                Some(lt) => {
+                    let dn = trim_lws(&s[..lt]);
+                    if !dn
+                        .split(|c: char| c.is_ascii() && is_lws(c as u8))
+                        .filter(|w| !w.is_empty())
+                        .all(token_ok)
+                    {
+                        return Err(HeaderError::BadDisplayName);
+                    }
+                    ((!dn.is_empty()).then_some(dn), Some(lt))
+                }
+                None => (None, None),
+            }
+        };
+        if let Some(lt) = lt {
+            let inner_start = lt + 1;
+            let gt = memchr::memchr(b'>', &b[inner_start..]).ok_or(HeaderError::BadAddrSpec)?
+                + inner_start;
+            let addr = &s[inner_start..gt];
+            if addr.bytes().any(is_lws) {
+                return Err(HeaderError::BadAddrSpec);
+            }
+            let uri = Uri::parse_bounded(addr, max_uri)?;
+            let params = header_params(&s[gt + 1..])?;
+            return Ok(NameAddr {
+                display_name,
+                uri,
+                params,
+                bracketed: true,
+            });
+        }
+        let end = b
+            .iter()
+            .position(|&c| c == b';' || is_lws(c))
+            .unwrap_or(b.len());
+        let uri = Uri::parse_bounded(&s[..end], max_uri)?;
+        let params = header_params(&s[end..])?;
+        Ok(NameAddr {
+            display_name: None,
+            uri,
+            params,
+            bracketed: false,
+        })
+    }
+
+    pub fn tag(&self) -> Option<&'a str> {
+        self.params.get("tag").flatten()
+    }
+
+    /// `expires` parameter (Contact).
+    pub fn expires(&self) -> Result<Option<u32>, HeaderError> {
+        match self.params.get("expires") {
+            None => Ok(None),
+            Some(None) => Err(HeaderError::BadParam),
+            Some(Some(v)) => parse_u32(v).map(Some),
+        }
+    }
+
+    /// `q` parameter in thousandths (`q=0.5` → 500), RFC 3261 `qvalue`.
+    pub fn q(&self) -> Result<Option<u16>, HeaderError> {
+        let Some(v) = self.params.get("q") else {
+            return Ok(None);
+        };
+        let v = v.ok_or(HeaderError::BadParam)?;
+        let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+        if frac.len() > 3 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(HeaderError::BadParam);
+        }
+        let mut f = 0u16;
+        for (i, c) in frac.bytes().enumerate() {
+            f += u16::from(c - b'0') * [100, 10, 1][i];
+        }
+        match int {
+            "0" => Ok(Some(f)),
+            "1" if f == 0 => Ok(Some(1000)),
+            _ => Err(HeaderError::BadParam),
+        }
+    }
+}
+
+impl fmt::Display for NameAddr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = self.display_name {
+            if d.bytes().all(|c| is_token_byte(c) || c == b' ') {
+                write!(f, "{d} ")?;
+            } else {
+                write!(f, "\"{d}\" ")?;
+            }
+        }
+        if self.bracketed || self.display_name.is_some() {
+            write!(f, "<{}>", self.uri)?;
+        } else {
+            write!(f, "{}", self.uri)?;
+        }
+        f.write_str(self.params.as_str())
+    }
+}
+
+/// One Contact value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact<'a> {
+    /// `Contact: *` (REGISTER remove-all).
+    Star,
+    Addr(NameAddr<'a>),
+}
+
+impl<'a> Contact<'a> {
+    pub fn parse(s: &'a str) -> Result<Contact<'a>, HeaderError> {
+        Contact::parse_bounded(s, crate::Limits::default().max_uri_bytes)
+    }
+
+    pub fn parse_bounded(s: &'a str, max_uri: usize) -> Result<Contact<'a>, HeaderError> {
+        if trim_lws(s) == "*" {
+            return Ok(Contact::Star);
+        }
+        NameAddr::parse_bounded(s, max_uri).map(Contact::Addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_compact_forms() {
+        for (s, h) in [
+            ("i", HeaderName::CallId),
+            ("M", HeaderName::Contact),
+            ("e", HeaderName::ContentEncoding),
+            ("l", HeaderName::ContentLength),
+            ("c", HeaderName::ContentType),
+            ("f", HeaderName::From),
+            ("s", HeaderName::Subject),
+            ("k", HeaderName::Supported),
+            ("t", HeaderName::To),
+            ("v", HeaderName::Via),
+            ("o", HeaderName::Event),
+            ("u", HeaderName::AllowEvents),
+            ("r", HeaderName::ReferTo),
+            ("b", HeaderName::ReferredBy),
+            ("x", HeaderName::SessionExpires),
+            ("MaX-fOrWaRdS", HeaderName::MaxForwards),
+            ("cseq", HeaderName::CSeq),
+            ("WWW-Authenticate", HeaderName::WwwAuthenticate),
+        ] {
+            assert_eq!(HeaderName::parse(s), h, "{s}");
+            assert_eq!(HeaderName::parse(s).id(), h.id());
+        }
+        assert_eq!(HeaderName::Via.compact(), Some('v'));
+        assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+        assert_eq!(HeaderName::parse("X-Foo"), HeaderName::Other("x-foo"));
+        assert_eq!(HeaderName::Other("via"), HeaderName::Via);
+        assert_ne!(HeaderName::parse("C%6Fntact"), HeaderName::Contact);
+        assert!(HeaderName::Via.is_list());
+        assert!(!HeaderName::Other("Date").is_list());
+        for k in KNOWN {
+            assert_eq!(HeaderName::parse(k.1).id(), k.0.id());
+            assert_eq!(HeaderName::from_id(k.0.id()).unwrap().id(), k.0.id());
+        }
+    }
+
+    #[test]
+    fn split_respects_quotes_and_angles() {
+        let v: Vec<_> = ValueSplit::new(r#""a, \"b" <sip:x@y;p=1,2>;q=1 , <sip:z@w>,,"#).collect();
+        assert_eq!(v, [r#""a, \"b" <sip:x@y;p=1,2>;q=1"#, "<sip:z@w>", "", ""]);
+    }
+
+    #[test]
+    fn via_variants() {
+        let v = Via::parse("SIP  /   2.0   /UDP    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(
+            (v.protocol_name, v.protocol_version, v.transport),
+            ("SIP", "2.0", "UDP")
+        );
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.has_magic_cookie());
+        let v = Via::parse("SIP/2.0/TCP [2001:db8::9]:5070 ; branch = z9hG4bK1;rport;received=192.0.2.1;ttl=16;maddr=224.2.0.1").unwrap();
+        assert_eq!(v.host, Host::Ipv6("2001:db8::9".parse().unwrap()));
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), Some("192.0.2.1"));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.maddr(), Some("224.2.0.1"));
+        assert!(v.has_magic_cookie());
+        let v = Via::parse("SIP/2.0/UDP h:5060;rport=1234").unwrap();
+        assert_eq!(v.rport(), Some(Some(1234)));
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "SIP/2.0/UDP",
+            "SIP/2.0 host",
+            "SIP/2.0/UDP host;ttl=300",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP host;branch",
+            "SIP/2.0/UDP host junk",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+        let v = Via::parse("SIP/2.0/TLS a.example.com:5061;branch=z9hG4bKx;rport").unwrap();
+        assert_eq!(Via::parse(&v.to_string()).unwrap(), v);
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+        )
+        .unwrap();
+        assert_eq!(n.display_name, Some(r#"J Rosenberg \\\""#));
+        assert_eq!(n.tag(), Some("98asjd8"));
+        let n = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(n.display_name, Some("caller"));
+        let n = NameAddr::parse("sip:user@example.com;tag=1;expires=60").unwrap();
+        assert!(!n.bracketed);
+        assert_eq!(n.tag(), Some("1"));
+        assert_eq!(n.expires(), Ok(Some(60)));
+        assert!(n.uri.as_sip().unwrap().params.is_empty());
+        let n = NameAddr::parse("sip:user@example.com?Route=%3Csip:sip.example.com%3E").unwrap();
+        assert_eq!(
+            n.uri.as_sip().unwrap().headers,
+            Some("Route=%3Csip:sip.example.com%3E")
+        );
+        let n = NameAddr::parse("<sip:a@b;lr>;q=0.33").unwrap();
+        assert_eq!(n.q(), Ok(Some(330)));
+        assert!(n.uri.as_sip().unwrap().lr());
+        for bad in [
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "\"Watson, Thomas\" < sip:t.watson@example.org >",
+            "<sip:a@b>;;;;",
+            "<sip:a@b",
+            "",
+            "\"x\" sip:a@b",
+            "<sip:a@b> junk",
+        ] {
+            assert!(NameAddr::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Contact::parse(" * "), Ok(Contact::Star));
+    }
+
+    #[test]
+    fn scalars_and_cseq() {
+        assert_eq!(parse_u32("0068"), Ok(68));
+        assert_eq!(parse_u32("4294967295"), Ok(u32::MAX));
+        assert_eq!(parse_u32("4294967296"), Err(HeaderError::OutOfRange));
+        assert_eq!(parse_u32("-1"), Err(HeaderError::BadNumber));
+        assert!(parse_u32(&"9".repeat(100)).is_err());
+        let c = CSeq::parse("0009   INVITE").unwrap();
+        assert_eq!((c.seq, c.method), (9, Method::Invite));
+        assert_eq!(
+            CSeq::parse("2147483648 INVITE"),
+            Err(HeaderError::OutOfRange)
+        );
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
+        assert!(CSeq::parse("1").is_err());
+        assert!(CSeq::parse("1 IN VITE").is_err());
+    }
+}

@@ -1,0 +1,972 @@
+//! Wire parser: datagram parsing, stream framing, and best-effort error
+//! replies. Only what every caller needs is validated eagerly (start line,
+//! framing, mandatory headers, scalars, top Via, From/To, Contact); the rest
+//! is parsed on demand by the typed accessors.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::header::{
+    parse_u32, top_level_comma, CSeq, Contact, HeaderError, HeaderName, NameAddr, ValueSplit, Via,
+};
+use crate::limits::Limits;
+use crate::message::{offset_span, push_u32, Hdr, Message, Span, StartLine};
+use crate::method::{is_token, is_token_byte, Method};
+use crate::uri::{Uri, UriError};
+
+/// What is wrong with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("Message Too Large")]
+    TooLarge,
+    #[error("Body Too Large")]
+    BodyTooLarge,
+    #[error("Malformed Start Line")]
+    BadStartLine,
+    #[error("Version Not Supported")]
+    BadVersion,
+    #[error("Bad Request-URI")]
+    BadRequestUri(UriError),
+    #[error("Bad Status Code")]
+    BadStatusCode,
+    #[error("Invalid UTF-8")]
+    NotUtf8,
+    #[error("Malformed Header Line")]
+    BadHeaderLine,
+    #[error("Too Many Headers")]
+    TooManyHeaders,
+    #[error("Header Too Long")]
+    HeaderTooLong,
+    #[error("Truncated Message")]
+    Truncated,
+    #[error("Missing {0}")]
+    MissingHeader(HeaderName<'static>),
+    #[error("Duplicate {0}")]
+    DuplicateHeader(HeaderName<'static>),
+    #[error("Invalid {0}")]
+    InvalidHeader(HeaderName<'static>, HeaderError),
+    #[error("Too Many {0} Values")]
+    TooManyValues(HeaderName<'static>),
+    #[error("CSeq Method Mismatch")]
+    CSeqMethodMismatch,
+    #[error("Content-Length Exceeds Message")]
+    BodyShorterThanContentLength,
+    #[error("Missing Content-Length")]
+    MissingContentLength,
+    #[error("Data After Body")]
+    TrailingData,
+}
+
+impl ErrorKind {
+    /// Status a server answers a request with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ErrorKind::BadVersion => 505,
+            ErrorKind::TooLarge | ErrorKind::BodyTooLarge => 413,
+            _ => 400,
+        }
+    }
+}
+
+/// A message that could not be parsed. The variant says whether it should
+/// be answered ([`ParseError::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A broken request: answer with `status()` if `error_response` can.
+    #[error("bad request: {0}")]
+    Request(ErrorKind),
+    /// A broken response: discard silently.
+    #[error("bad response: {0}")]
+    Response(ErrorKind),
+    /// Not SIP at all (or an unknown protocol): discard silently.
+    #[error("not a SIP message")]
+    NotSip,
+    /// Only CR/LF bytes (a keep-alive), not an error on the wire.
+    #[error("keep-alive")]
+    KeepAlive,
+}
+
+impl ParseError {
+    /// `Some(400 | 413 | 505)` for a request that deserves an answer,
+    /// `None` for responses and non-SIP input (silence).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ParseError::Request(k) => Some(k.status()),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> Option<&ErrorKind> {
+        match self {
+            ParseError::Request(k) | ParseError::Response(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// Parses one message from a UDP datagram. Bytes after Content-Length are
+/// ignored; a Content-Length larger than the datagram is an error; without
+/// Content-Length the rest of the datagram is the body. Leading CR/LF bytes
+/// are skipped; a datagram of only CR/LF is [`ParseError::KeepAlive`].
+pub fn parse_datagram(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+    parse(buf, limits, false)
+}
+
+/// Parses a message framed by [`frame_stream`]: Content-Length is required
+/// and must match the framed length exactly.
+pub fn parse_stream_message(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+    parse(buf, limits, true)
+}
+
+/// Whether a frame returned by [`frame_stream`] is only CR/LF keep-alive
+/// bytes (RFC 5626 CRLFCRLF ping; answer CRLF if it has 4 bytes or more).
+pub fn is_keepalive(frame: &[u8]) -> bool {
+    !frame.is_empty() && frame.iter().all(|c| matches!(c, b'\r' | b'\n'))
+}
+
+fn leading_crlf(b: &[u8]) -> usize {
+    b.iter().take_while(|c| matches!(c, b'\r' | b'\n')).count()
+}
+
+fn looks_like_response(b: &[u8]) -> bool {
+    b.len() >= 4 && b[..4].eq_ignore_ascii_case(b"SIP/")
+}
+
+/// Frames the first message in a stream buffer (TCP/TLS).
+///
+/// * `Ok(Some(n))`: the first `n` bytes are one unit. If the buffer starts
+///   with CR/LF, that unit is the run of CR/LF keep-alive bytes (check with
+///   [`is_keepalive`], then drop them); otherwise it is one complete message
+///   for [`parse_stream_message`].
+/// * `Ok(None)`: incomplete, read more (incomplete is not invalid).
+/// * `Err(_)`: the stream cannot be framed (caps exceeded, Content-Length
+///   missing, duplicated or invalid): answer if `status()` says so, then close.
+pub fn frame_stream(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
+    let crlf = leading_crlf(buf);
+    if crlf > 0 {
+        return Ok(Some(crlf));
+    }
+    let is_resp = looks_like_response(buf);
+    let err = |k| {
+        if is_resp {
+            ParseError::Response(k)
+        } else {
+            ParseError::Request(k)
+        }
+    };
+    let window = &buf[..buf.len().min(limits.max_message_bytes)];
+    let Some(head_end) = memchr::memmem::find(window, b"\r\n\r\n") else {
+        if buf.len() >= limits.max_message_bytes {
+            return Err(err(ErrorKind::TooLarge));
+        }
+        // Refuse early when what we have already breaks a cap, so a peer
+        // cannot hold a buffer open with an endless header line.
+        let mut lines = 0usize;
+        for line in window.split(|c| *c == b'\n') {
+            lines += 1;
+            if line.len() > limits.max_header_bytes {
+                return Err(err(ErrorKind::HeaderTooLong));
+            }
+        }
+        if lines > limits.max_headers + 1 {
+            return Err(err(ErrorKind::TooManyHeaders));
+        }
+        return Ok(None);
+    };
+    let body_start = head_end + 4;
+    let first_nl = memchr::memchr(b'\n', window).unwrap_or(0);
+    let mut cl: Option<u32> = None;
+    let mut pos = first_nl + 1;
+    let mut cur_is_cl = false;
+    let mut cl_text_start = 0usize;
+    let mut cl_text_end = 0usize;
+    let mut lines = 0usize;
+    // Scan header lines for Content-Length (possibly folded).
+    let finish_cl = |cl: &mut Option<u32>, s: usize, e: usize| -> Result<(), ParseError> {
+        if cl.is_some() {
+            return Err(err(ErrorKind::DuplicateHeader(HeaderName::ContentLength)));
+        }
+        let text = std::str::from_utf8(&buf[s..e]).map_err(|_| err(ErrorKind::NotUtf8))?;
+        let text: String = text.replace(['\r', '\n'], " ");
+        let v = parse_u32(&text)
+            .map_err(|e| err(ErrorKind::InvalidHeader(HeaderName::ContentLength, e)))?;
+        *cl = Some(v);
+        Ok(())
+    };
+    while pos < body_start - 2 {
+        let nl = match memchr::memchr(b'\n', &buf[pos..body_start]) {
+            Some(n) => pos + n,
+            None => break,
+        };
+        let line = &buf[pos..nl.saturating_sub(1).max(pos)];
+        lines += 1;
+        if lines > limits.max_headers {
+            return Err(err(ErrorKind::TooManyHeaders));
+        }
+        if line.len() > limits.max_header_bytes {
+            return Err(err(ErrorKind::HeaderTooLong));
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if cur_is_cl {
+                cl_text_end = pos + line.len();
+            }
+        } else {
+            if cur_is_cl {
+                finish_cl(&mut cl, cl_text_start, cl_text_end)?;
+            }
+            cur_is_cl = false;
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let name = trim_ws_end(&line[..colon]);
+                if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+                    cur_is_cl = true;
+                    cl_text_start = pos + colon + 1;
+                    cl_text_end = pos + line.len();
+                }
+            }
+        }
+        pos = nl + 1;
+    }
+    if cur_is_cl {
+        finish_cl(&mut cl, cl_text_start, cl_text_end)?;
+    }
+    let cl = cl.ok_or(err(ErrorKind::MissingContentLength))? as usize;
+    if cl > limits.max_body_bytes {
+        return Err(err(ErrorKind::BodyTooLarge));
+    }
+    let total = body_start + cl;
+    if total > limits.max_message_bytes {
+        return Err(err(ErrorKind::TooLarge));
+    }
+    Ok((buf.len() >= total).then_some(total))
+}
+
+fn trim_ws_end(b: &[u8]) -> &[u8] {
+    let mut e = b.len();
+    while e > 0 && matches!(b[e - 1], b' ' | b'\t') {
+        e -= 1;
+    }
+    &b[..e]
+}
+
+fn is_lws_byte(c: u8) -> bool {
+    matches!(c, b' ' | b'\t')
+}
+
+/// Parses the start line `b[s..e]` (CRLF excluded).
+fn start_line(b: &[u8], s: usize, e: usize, limits: &Limits) -> Result<StartLine, ParseError> {
+    let line = &b[s..e];
+    if looks_like_response(line) {
+        let bad = ParseError::Response;
+        if line.len() < 8 || !line[..8].eq_ignore_ascii_case(b"SIP/2.0 ") {
+            return Err(if line.len() > 4 && line[4].is_ascii_digit() {
+                bad(ErrorKind::BadVersion)
+            } else {
+                bad(ErrorKind::BadStartLine)
+            });
+        }
+        let rest = &line[8..];
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits != 3 || !(rest.len() == 3 || rest[3] == b' ') {
+            return Err(bad(ErrorKind::BadStatusCode));
+        }
+        let code = rest[..3]
+            .iter()
+            .fold(0u16, |a, c| a * 10 + u16::from(c - b'0'));
+        if !(100..=699).contains(&code) {
+            return Err(bad(ErrorKind::BadStatusCode));
+        }
+        let rs = (s + 12).min(e);
+        if b[rs..e]
+            .iter()
+            .any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f)
+        {
+            return Err(bad(ErrorKind::BadStartLine));
+        }
+        return Ok(StartLine::Response {
+            code,
+            reason: Span::wire(rs, e),
+        });
+    }
+    let bad = ParseError::Request;
+    // Classify by the last word first: only a line ending in `SIP/...` is a
+    // SIP request we answer; anything else (HTTP, garbage) is dropped.
+    let trimmed = trim_ws_end(line);
+    let last_sp = memchr::memrchr(b' ', trimmed).ok_or(ParseError::NotSip)?;
+    let last = &trimmed[last_sp + 1..];
+    if last.len() < 4 || !last[..4].eq_ignore_ascii_case(b"SIP/") {
+        return Err(ParseError::NotSip);
+    }
+    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::NotSip)?;
+    let method = std::str::from_utf8(&line[..sp1]).map_err(|_| ParseError::NotSip)?;
+    if !is_token(method) {
+        return Err(ParseError::NotSip);
+    }
+    let rest = &line[sp1 + 1..];
+    let sp2 = memchr::memchr(b' ', rest).ok_or(bad(ErrorKind::BadStartLine))?;
+    let uri_b = &rest[..sp2];
+    let version = &rest[sp2 + 1..];
+    // Exactly one SP between elements and none trailing (RFC 4475 lwsstart,
+    // lwsruri, trws).
+    if version.len() < 4 || !version[..4].eq_ignore_ascii_case(b"SIP/") || version.contains(&b' ') {
+        return Err(bad(ErrorKind::BadStartLine));
+    }
+    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        let v = &version[4..];
+        let well_formed = v.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+            && v.iter().filter(|c| **c == b'.').count() == 1
+            && v.first().is_some_and(u8::is_ascii_digit)
+            && v.last().is_some_and(u8::is_ascii_digit);
+        return Err(bad(if well_formed {
+            ErrorKind::BadVersion
+        } else {
+            ErrorKind::BadStartLine
+        }));
+    }
+    if uri_b.is_empty() {
+        return Err(bad(ErrorKind::BadStartLine));
+    }
+    let uri_s =
+        std::str::from_utf8(uri_b).map_err(|_| bad(ErrorKind::BadRequestUri(UriError::BadChar)))?;
+    if uri_s.starts_with('<') {
+        return Err(bad(ErrorKind::BadRequestUri(UriError::BadChar)));
+    }
+    match Uri::parse_bounded(uri_s, limits.max_uri_bytes) {
+        Ok(Uri::Sip(u)) if u.headers.is_some() => {
+            return Err(bad(ErrorKind::BadRequestUri(UriError::BadHeaders)))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(bad(ErrorKind::BadRequestUri(e))),
+    }
+    let method = Method::parse(method).map_err(|_| ParseError::NotSip)?;
+    let us = s + sp1 + 1;
+    Ok(StartLine::Request {
+        method,
+        uri: Span::wire(us, us + uri_b.len()),
+    })
+}
+
+fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseError> {
+    let b: &[u8] = &buf;
+    let skip = leading_crlf(b);
+    if skip == b.len() {
+        return Err(ParseError::KeepAlive);
+    }
+    let is_resp = looks_like_response(&b[skip..]);
+    let err = |k| {
+        if is_resp {
+            ParseError::Response(k)
+        } else {
+            ParseError::Request(k)
+        }
+    };
+    if b.len() > limits.max_message_bytes {
+        return Err(err(ErrorKind::TooLarge));
+    }
+    // Start line.
+    let nl = memchr::memchr(b'\n', &b[skip..]).ok_or(err(ErrorKind::Truncated))? + skip;
+    if nl == skip || b[nl - 1] != b'\r' {
+        return Err(err(ErrorKind::BadStartLine));
+    }
+    if nl - 1 - skip > limits.max_uri_bytes + limits.max_header_bytes {
+        return Err(err(ErrorKind::HeaderTooLong));
+    }
+    let start = start_line(b, skip, nl - 1, limits)?;
+
+    // Header index: one pass, spans only.
+    let mut headers: Vec<Hdr> = Vec::with_capacity(20);
+    let mut pos = nl + 1;
+    let mut folded = false;
+    let mut line_start = pos;
+    let (head_end, body_start) = loop {
+        if pos >= b.len() {
+            // A datagram whose last header line is complete but lacks the
+            // empty line: tolerate it as "no body" (stream framing never
+            // produces this).
+            if !stream && pos == b.len() {
+                break (pos, pos);
+            }
+            return Err(err(ErrorKind::Truncated));
+        }
+        let Some(n) = memchr::memchr(b'\n', &b[pos..]) else {
+            return Err(err(ErrorKind::Truncated));
+        };
+        let nl = pos + n;
+        if nl == pos || b[nl - 1] != b'\r' {
+            return Err(err(ErrorKind::BadHeaderLine));
+        }
+        let end = nl - 1;
+        if end == pos {
+            break (pos, nl + 1);
+        }
+        if is_lws_byte(b[pos]) {
+            let Some(last) = headers.last_mut() else {
+                return Err(err(ErrorKind::BadHeaderLine));
+            };
+            last.value.end = end as u32;
+            folded = true;
+        } else {
+            let colon =
+                memchr::memchr(b':', &b[pos..end]).ok_or(err(ErrorKind::BadHeaderLine))? + pos;
+            let name = trim_ws_end(&b[pos..colon]);
+            if name.is_empty() || !name.iter().all(|c| is_token_byte(*c)) {
+                return Err(err(ErrorKind::BadHeaderLine));
+            }
+            if headers.len() == limits.max_headers {
+                return Err(err(ErrorKind::TooManyHeaders));
+            }
+            // Token bytes are ASCII, so this cannot fail.
+            let name_s = std::str::from_utf8(name).map_err(|_| err(ErrorKind::BadHeaderLine))?;
+            line_start = pos;
+            headers.push(Hdr {
+                id: HeaderName::parse(name_s).id(),
+                name: Span::wire(pos, pos + name.len()),
+                value: Span::wire(colon + 1, end),
+            });
+        }
+        if end - line_start > limits.max_header_bytes {
+            return Err(err(ErrorKind::HeaderTooLong));
+        }
+        pos = nl + 1;
+    };
+    // Replace each folding CRLF by two spaces: offsets stay valid and every
+    // value becomes a single line.
+    let buf = if folded {
+        let mut m = BytesMut::from(b);
+        let mut i = nl + 1;
+        while i + 2 < head_end {
+            if m[i] == b'\r' && m[i + 1] == b'\n' && is_lws_byte(m[i + 2]) {
+                m[i] = b' ';
+                m[i + 1] = b' ';
+            }
+            i += 1;
+        }
+        m.freeze()
+    } else {
+        buf
+    };
+    let b: &[u8] = &buf;
+    // Folding only rewrote ASCII, so validating afterwards is equivalent.
+    let head = std::str::from_utf8(&b[..head_end]).map_err(|_| err(ErrorKind::NotUtf8))?;
+    for h in &mut headers {
+        let (mut s, mut e) = (h.value.start as usize, h.value.end as usize);
+        while s < e && is_lws_byte(b[s]) {
+            s += 1;
+        }
+        while e > s && is_lws_byte(b[e - 1]) {
+            e -= 1;
+        }
+        h.value = Span::wire(s, e);
+    }
+    let text = |sp: Span| -> &str {
+        // Spans are on ASCII boundaries of the validated head.
+        head.get(sp.start as usize..sp.end as usize).unwrap_or("")
+    };
+
+    // Duplicates, counts and the positions of the headers checked eagerly.
+    let mut first = [usize::MAX; 9];
+    const CALLID: usize = 0;
+    const FROM: usize = 1;
+    const TO: usize = 2;
+    const CSEQ: usize = 3;
+    const MAXF: usize = 4;
+    const CLEN: usize = 5;
+    const CTYPE: usize = 6;
+    const VIA: usize = 7;
+    const EXPIRES: usize = 8;
+    let (callid_id, from_id, to_id, cseq_id, maxf_id, clen_id, ctype_id, via_id, exp_id) = (
+        HeaderName::CallId.id(),
+        HeaderName::From.id(),
+        HeaderName::To.id(),
+        HeaderName::CSeq.id(),
+        HeaderName::MaxForwards.id(),
+        HeaderName::ContentLength.id(),
+        HeaderName::ContentType.id(),
+        HeaderName::Via.id(),
+        HeaderName::Expires.id(),
+    );
+    let (contact_id, route_id, rr_id) = (
+        HeaderName::Contact.id(),
+        HeaderName::Route.id(),
+        HeaderName::RecordRoute.id(),
+    );
+    let (mut n_via, mut n_contact, mut n_route, mut n_rr) = (0usize, 0usize, 0usize, 0usize);
+    let count_values = |v: &str| {
+        let mut n = 1;
+        let mut r = v;
+        while let Some(c) = top_level_comma(r) {
+            n += 1;
+            r = &r[c + 1..];
+        }
+        n
+    };
+    for (i, h) in headers.iter().enumerate() {
+        let slot = match h.id {
+            x if x == callid_id => CALLID,
+            x if x == from_id => FROM,
+            x if x == to_id => TO,
+            x if x == cseq_id => CSEQ,
+            x if x == maxf_id => MAXF,
+            x if x == clen_id => CLEN,
+            x if x == ctype_id => CTYPE,
+            x if x == via_id => {
+                n_via += count_values(text(h.value));
+                if n_via > limits.max_via {
+                    return Err(err(ErrorKind::TooManyValues(HeaderName::Via)));
+                }
+                VIA
+            }
+            x if x == exp_id => EXPIRES,
+            x if x == contact_id => {
+                let v = text(h.value);
+                for c in ValueSplit::new(v) {
+                    n_contact += 1;
+                    if n_contact > limits.max_contacts {
+                        return Err(err(ErrorKind::TooManyValues(HeaderName::Contact)));
+                    }
+                    Contact::parse_bounded(c, limits.max_uri_bytes)
+                        .map_err(|e| err(ErrorKind::InvalidHeader(HeaderName::Contact, e)))?;
+                }
+                continue;
+            }
+            x if x == route_id || x == rr_id => {
+                let n = if x == route_id {
+                    &mut n_route
+                } else {
+                    &mut n_rr
+                };
+                *n += count_values(text(h.value));
+                if *n > limits.max_route {
+                    let name = HeaderName::from_id(x).unwrap_or(HeaderName::Route);
+                    return Err(err(ErrorKind::TooManyValues(name)));
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        if first[slot] != usize::MAX {
+            if slot != VIA && slot != EXPIRES {
+                let name = HeaderName::from_id(h.id).unwrap_or(HeaderName::Via);
+                return Err(err(ErrorKind::DuplicateHeader(name)));
+            }
+        } else {
+            first[slot] = i;
+        }
+    }
+    let get = |slot: usize, name: HeaderName<'static>| -> Result<&str, ParseError> {
+        headers
+            .get(first[slot])
+            .map(|h| text(h.value))
+            .ok_or(err(ErrorKind::MissingHeader(name)))
+    };
+    let invalid = |name: HeaderName<'static>| move |e| err(ErrorKind::InvalidHeader(name, e));
+
+    let call_id = get(CALLID, HeaderName::CallId)?;
+    if call_id.is_empty()
+        || !call_id.bytes().all(|c| {
+            is_token_byte(c)
+                || matches!(
+                    c,
+                    b'(' | b')'
+                        | b'<'
+                        | b'>'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'/'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'{'
+                        | b'}'
+                        | b'@'
+                )
+        })
+    {
+        return Err(err(ErrorKind::InvalidHeader(
+            HeaderName::CallId,
+            HeaderError::BadNumber,
+        )));
+    }
+    let from = get(FROM, HeaderName::From)?;
+    let from =
+        NameAddr::parse_bounded(from, limits.max_uri_bytes).map_err(invalid(HeaderName::From))?;
+    let from_tag = from.tag().and_then(|t| offset_span(head, t, false));
+    let to = get(TO, HeaderName::To)?;
+    let to = NameAddr::parse_bounded(to, limits.max_uri_bytes).map_err(invalid(HeaderName::To))?;
+    let to_tag = to.tag().and_then(|t| offset_span(head, t, false));
+    let cseq = CSeq::parse(get(CSEQ, HeaderName::CSeq)?).map_err(invalid(HeaderName::CSeq))?;
+    let top_via = get(VIA, HeaderName::Via)?;
+    let top_via = ValueSplit::new(top_via).next().unwrap_or("");
+    let top_via = Via::parse(top_via).map_err(invalid(HeaderName::Via))?;
+    let branch = top_via.branch().and_then(|b| offset_span(head, b, false));
+    if let Ok(mf) = get(MAXF, HeaderName::MaxForwards) {
+        if parse_u32(mf).map_err(invalid(HeaderName::MaxForwards))? > 255 {
+            return Err(err(ErrorKind::InvalidHeader(
+                HeaderName::MaxForwards,
+                HeaderError::OutOfRange,
+            )));
+        }
+    }
+    if let Ok(ex) = get(EXPIRES, HeaderName::Expires) {
+        parse_u32(ex).map_err(invalid(HeaderName::Expires))?;
+    }
+    if let StartLine::Request { method, .. } = &start {
+        if *method != cseq.method {
+            return Err(err(ErrorKind::CSeqMethodMismatch));
+        }
+    }
+
+    // Body framing.
+    let cl = match get(CLEN, HeaderName::ContentLength) {
+        Ok(v) => Some(parse_u32(v).map_err(invalid(HeaderName::ContentLength))? as usize),
+        Err(_) => None,
+    };
+    let avail = b.len() - body_start;
+    let body_len = match (cl, stream) {
+        (Some(cl), _) if cl > avail => return Err(err(ErrorKind::BodyShorterThanContentLength)),
+        (Some(cl), true) if cl < avail => return Err(err(ErrorKind::TrailingData)),
+        (Some(cl), _) => cl,
+        (None, true) => return Err(err(ErrorKind::MissingContentLength)),
+        (None, false) => avail,
+    };
+    if body_len > limits.max_body_bytes {
+        return Err(err(ErrorKind::BodyTooLarge));
+    }
+    let body = buf.slice(body_start..body_start + body_len);
+    Ok(Message {
+        buf,
+        head_len: head_end,
+        extra: String::new(),
+        start,
+        headers,
+        body,
+        cseq,
+        from_tag,
+        to_tag,
+        branch,
+        limits: limits.clone(),
+    })
+}
+
+/// Builds the stateless reply to a request that failed to parse (400, 413
+/// or 505), copying the raw Via, From, To, Call-ID and CSeq lines that can
+/// be found. Bounded work; `None` when the error must not be answered or no
+/// Via was found (there is nowhere to send it).
+pub fn error_response(buf: &[u8], err: &ParseError, limits: &Limits) -> Option<Bytes> {
+    let ParseError::Request(kind) = err else {
+        return None;
+    };
+    let buf = &buf[..buf.len().min(limits.max_message_bytes)];
+    let skip = leading_crlf(buf);
+    let first_nl = memchr::memchr(b'\n', &buf[skip..])? + skip;
+    let mut vias: Vec<&[u8]> = Vec::new();
+    let mut from: Option<&[u8]> = None;
+    let mut to: Option<&[u8]> = None;
+    let mut call_id: Option<&[u8]> = None;
+    let mut cseq: Option<&[u8]> = None;
+    let mut pos = first_nl + 1;
+    let mut lines = 0;
+    while pos < buf.len() && lines <= limits.max_headers {
+        lines += 1;
+        let nl = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |n| pos + n);
+        let mut line = &buf[pos..nl];
+        pos = nl + 1;
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        if line.is_empty() {
+            break;
+        }
+        // Folded continuations and odd lines are skipped: best effort only.
+        if line.len() > limits.max_header_bytes
+            || is_lws_byte(line[0])
+            || line.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f)
+            || std::str::from_utf8(line).is_err()
+        {
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(trim_ws_end(&line[..colon])) else {
+            continue;
+        };
+        let value = trim_ascii(&line[colon + 1..]);
+        match HeaderName::parse(name) {
+            HeaderName::Via if vias.len() < limits.max_via => vias.push(value),
+            HeaderName::From => {
+                from.get_or_insert(value);
+            }
+            HeaderName::To => {
+                to.get_or_insert(value);
+            }
+            HeaderName::CallId => {
+                call_id.get_or_insert(value);
+            }
+            HeaderName::CSeq => {
+                cseq.get_or_insert(value);
+            }
+            _ => {}
+        }
+    }
+    if vias.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_u32(&mut out, u32::from(kind.status()));
+    out.push(b' ');
+    out.extend_from_slice(kind.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for v in vias {
+        push_line(&mut out, b"Via", v);
+    }
+    if let Some(f) = from {
+        push_line(&mut out, b"From", f);
+    }
+    if let Some(t) = to {
+        out.extend_from_slice(b"To: ");
+        out.extend_from_slice(t);
+        if memchr::memmem::find(t, b"tag=").is_none() {
+            // A stateless reply still needs a To tag (RFC 3261 §8.2.6.2);
+            // derive it from the request so retransmissions get the same one.
+            out.extend_from_slice(b";tag=hl");
+            let mut h: u32 = 0x811c_9dc5;
+            for &c in call_id
+                .unwrap_or(b"")
+                .iter()
+                .chain(buf.get(skip..first_nl).unwrap_or(b""))
+            {
+                h = (h ^ u32::from(c)).wrapping_mul(0x0100_0193);
+            }
+            out.extend_from_slice(format!("{h:08x}").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(c) = call_id {
+        push_line(&mut out, b"Call-ID", c);
+    }
+    if let Some(c) = cseq {
+        push_line(&mut out, b"CSeq", c);
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Some(Bytes::from(out))
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let s = b.iter().take_while(|c| is_lws_byte(**c)).count();
+    trim_ws_end(&b[s..])
+}
+
+fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::Contact;
+
+    const REG: &str = "REGISTER sip:example.com SIP/2.0\r\n\
+v: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKabc;rport\r\n\
+Max-Forwards: 70\r\n\
+t: <sip:bob@example.com>\r\n\
+f: \"Bob\" <sip:bob@example.com>;tag=456\r\n\
+i: reg-1@host\r\n\
+CSeq: 2 REGISTER\r\n\
+m: <sip:bob@[2001:db8::1]:5060>;expires=60;q=0.7, sip:bob@192.0.2.4\r\n\
+l: 0\r\n\r\n";
+
+    fn parse_str(s: &str) -> Result<Message, ParseError> {
+        parse_datagram(Bytes::copy_from_slice(s.as_bytes()), &Limits::default())
+    }
+
+    #[test]
+    fn compact_forms_and_ipv6() {
+        let m = parse_str(REG).unwrap();
+        assert_eq!(m.call_id(), "reg-1@host");
+        assert_eq!(m.from_tag(), Some("456"));
+        assert_eq!(m.to_tag(), None);
+        let v = m.top_via().unwrap();
+        assert_eq!(
+            v.host,
+            crate::uri::Host::Ipv6("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(v.rport(), Some(None));
+        let c: Vec<_> = m.contacts().map(Result::unwrap).collect();
+        assert_eq!(c.len(), 2);
+        let Contact::Addr(first) = c[0] else { panic!() };
+        assert_eq!(first.expires(), Ok(Some(60)));
+        assert_eq!(first.q(), Ok(Some(700)));
+        assert_eq!(m.header_count(HeaderName::Contact), 1);
+        assert_eq!(m.header(HeaderName::parse("Content-Length")), Some("0"));
+    }
+
+    #[test]
+    fn folding_is_normalised() {
+        let s = REG.replace(
+            "CSeq: 2 REGISTER",
+            "CSeq: 2\r\n  REGISTER\r\nSubject: a\r\n\tb",
+        );
+        let m = parse_str(&s).unwrap();
+        assert_eq!(m.cseq().seq, 2);
+        assert!(!m.header(HeaderName::Subject).unwrap().contains('\n'));
+        let again = parse_datagram(m.to_bytes(), &Limits::default()).unwrap();
+        assert_eq!(
+            again.header(HeaderName::Subject),
+            m.header(HeaderName::Subject)
+        );
+    }
+
+    #[test]
+    fn round_trip_keeps_everything() {
+        let m = parse_str(REG).unwrap();
+        let out = m.to_bytes();
+        assert_eq!(&out[..], REG.as_bytes());
+        let m2 = parse_datagram(out, &Limits::default()).unwrap();
+        assert_eq!(m2.cseq(), m.cseq());
+        assert_eq!(m2.header_values(HeaderName::Contact).count(), 2);
+    }
+
+    #[test]
+    fn datagram_framing() {
+        // No Content-Length on UDP: the rest is the body.
+        let s = REG.replace("l: 0\r\n", "");
+        let m = parse_str(&(s + "hello")).unwrap();
+        assert_eq!(m.body(), b"hello");
+        // Bytes after Content-Length are ignored.
+        let m = parse_str(&format!("{REG}junk")).unwrap();
+        assert_eq!(m.body(), b"");
+        let printed = m.to_bytes();
+        assert!(printed.ends_with(b"l: 0\r\n\r\n"));
+        // Content-Length beyond the datagram.
+        let e = parse_str(&REG.replace("l: 0", "l: 10")).unwrap_err();
+        assert_eq!(
+            e,
+            ParseError::Request(ErrorKind::BodyShorterThanContentLength)
+        );
+        assert_eq!(parse_str("\r\n\r\n").unwrap_err(), ParseError::KeepAlive);
+        assert_eq!(
+            parse_str("GET / HTTP/1.1\r\n\r\n").unwrap_err(),
+            ParseError::NotSip
+        );
+        assert_eq!(parse_str("").unwrap_err(), ParseError::KeepAlive);
+        // A datagram missing only the final empty line is tolerated.
+        assert!(parse_str(REG.strip_suffix("\r\n").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn strict_rejections() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "REGISTER sip:example.com SIP/2.0",
+                "REGISTER sip:example.com SIP/3.0",
+            ),
+            ("Max-Forwards: 70", "Max-Forwards: 256"),
+            ("Max-Forwards: 70", "Max-Forwards: 70\r\nMax-Forwards: 70"),
+            ("CSeq: 2 REGISTER", "CSeq: 2 INVITE"),
+            ("CSeq: 2 REGISTER", "CSeq: 2147483648 REGISTER"),
+            ("l: 0", "l: 0\r\nExpires: 4294967296"),
+            ("l: 0", "l: -1"),
+            ("i: reg-1@host\r\n", ""),
+            ("REGISTER sip:example.com", "REGISTER <sip:example.com>"),
+            ("Max-Forwards: 70", "Max-Forwards 70"),
+            ("Max-Forwards: 70", "Bad Name: 70"),
+            ("l: 0\r\n\r\n", "l: 0"),
+        ];
+        for (from, to) in cases {
+            let s = REG.replacen(from, to, 1);
+            let e = parse_str(&s).expect_err(to);
+            let want = if to.contains("SIP/3.0") { 505 } else { 400 };
+            assert_eq!(e.status(), Some(want), "{to}: {e:?}");
+            let reply = error_response(s.as_bytes(), &e, &Limits::default()).unwrap();
+            let text = std::str::from_utf8(&reply).unwrap();
+            assert!(text.starts_with(&format!("SIP/2.0 {want} ")), "{text}");
+            assert!(text.contains("Via: SIP/2.0/UDP [2001:db8::1]"), "{text}");
+            assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        }
+        let e = parse_str(&REG.replacen("i: reg-1@host\r\n", "", 1)).unwrap_err();
+        assert_eq!(e.to_string(), "bad request: Missing Call-ID");
+        let reply = error_response(
+            REG.replacen("i: reg-1@host\r\n", "", 1).as_bytes(),
+            &e,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(reply.starts_with(b"SIP/2.0 400 Missing Call-ID\r\n"));
+        // Responses are never answered.
+        let resp = "SIP/2.0 999 Nope\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n";
+        let e = parse_str(resp).unwrap_err();
+        assert_eq!(e.status(), None);
+        assert!(error_response(resp.as_bytes(), &e, &Limits::default()).is_none());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let l = Limits {
+            max_headers: 5,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_datagram(Bytes::from_static(REG.as_bytes()), &l).unwrap_err(),
+            ParseError::Request(ErrorKind::TooManyHeaders)
+        );
+        let l = Limits {
+            max_contacts: 1,
+            ..Limits::default()
+        };
+        assert!(parse_datagram(Bytes::from_static(REG.as_bytes()), &l).is_err());
+        let l = Limits {
+            max_message_bytes: 100,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_datagram(Bytes::from_static(REG.as_bytes()), &l)
+                .unwrap_err()
+                .status(),
+            Some(413)
+        );
+        let long = REG.replace("Max-Forwards: 70", &format!("X: {}", "a".repeat(9000)));
+        assert_eq!(
+            parse_str(&long).unwrap_err(),
+            ParseError::Request(ErrorKind::HeaderTooLong)
+        );
+    }
+
+    #[test]
+    fn stream_framing() {
+        let l = Limits::default();
+        let msg = REG.replace("l: 0", "l: 5") + "hello";
+        let two = format!("\r\n\r\n{msg}{msg}");
+        let b = two.as_bytes();
+        assert_eq!(frame_stream(b, &l), Ok(Some(4)));
+        assert!(is_keepalive(&b[..4]));
+        let rest = &b[4..];
+        let n = frame_stream(rest, &l).unwrap().unwrap();
+        assert_eq!(n, msg.len());
+        let m = parse_stream_message(Bytes::copy_from_slice(&rest[..n]), &l).unwrap();
+        assert_eq!(m.body(), b"hello");
+        // Every strict prefix is incomplete, never an error.
+        for cut in 0..msg.len() {
+            assert_eq!(
+                frame_stream(&msg.as_bytes()[..cut], &l),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+        let no_cl = REG.replace("l: 0\r\n", "");
+        assert_eq!(
+            frame_stream(no_cl.as_bytes(), &l),
+            Err(ParseError::Request(ErrorKind::MissingContentLength))
+        );
+        let two_cl = REG.replace("l: 0", "l: 0\r\nContent-Length: 0");
+        assert!(frame_stream(two_cl.as_bytes(), &l).is_err());
+        let folded = REG.replace("l: 0", "Content-Length:\r\n 5") + "hello";
+        assert_eq!(frame_stream(folded.as_bytes(), &l), Ok(Some(folded.len())));
+        let endless = format!("INVITE sip:a@b SIP/2.0\r\nX: {}", "a".repeat(10_000));
+        assert!(frame_stream(endless.as_bytes(), &l).is_err());
+        assert!(parse_stream_message(Bytes::copy_from_slice(no_cl.as_bytes()), &l).is_err());
+    }
+}

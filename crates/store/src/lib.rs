@@ -1,0 +1,533 @@
+//! Persistence for hardline: users (HA1 digests only) and registrations.
+//!
+//! SQLite is the embedded default. All SQL is portable and runs through
+//! `sqlx::Any`; dialect differences live in [`backend`] only, so PostgreSQL
+//! can follow on the same code path.
+//!
+//! Time values are unix seconds supplied by the caller, which keeps the store
+//! deterministic and testable.
+
+mod backend;
+mod error;
+mod model;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
+
+use backend::Backend;
+pub use error::StoreError;
+pub use model::{Binding, RegOp, UserRecord};
+
+/// SQLite `synchronous` level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync the WAL on every commit: an acknowledged write survives power
+    /// loss. Group commit (`Store::apply`) amortises the cost, so this is
+    /// the default: a REGISTER answered 200 must not silently vanish.
+    #[default]
+    Full,
+    /// fsync only at checkpoints: survives process crashes, but the last
+    /// commits may be lost on power loss / kernel crash (never corrupts).
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Tuning for [`Store::open_sqlite`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long a write waits for another writer's lock before
+    /// [`StoreError::Busy`]. Also bounds waiting for a pooled connection
+    /// (plus one second).
+    pub busy_timeout: Duration,
+    /// Durability level, see [`Synchronous`].
+    pub synchronous: Synchronous,
+    /// Page cache limit per connection, in KiB.
+    pub cache_kib: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(2),
+            synchronous: Synchronous::Full,
+            cache_kib: 256,
+        }
+    }
+}
+
+/// Handle to the database. Cheap to clone (pools are shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Every write goes through here (SQLite: exactly one connection).
+    writer: AnyPool,
+    /// Reads; with WAL they never wait for the writer.
+    reader: AnyPool,
+}
+
+/// A write transaction on the writer pool.
+type Tx = Transaction<'static, Any>;
+
+impl Store {
+    /// Open (creating file and parent directories if missing) a SQLite
+    /// database, switch it to WAL and bring its schema up to date.
+    pub async fn open_sqlite(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let path = prepare_sqlite_path(path)?;
+        let url = sqlite_url(&path)?;
+        Self::open_any(Backend::Sqlite, &url, opts).await
+    }
+
+    /// Open by URL: `sqlite://PATH` or `sqlite:PATH` (PATH taken literally,
+    /// no query parameters). PostgreSQL URLs are recognised but not enabled
+    /// in this build yet.
+    pub async fn open_url(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() || path.contains('?') {
+                return Err(StoreError::Unsupported(format!(
+                    "sqlite URL must be sqlite://PATH without parameters: {url}"
+                )));
+            }
+            return Self::open_sqlite(Path::new(path), opts).await;
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(StoreError::Unsupported(
+                "PostgreSQL backend is not enabled yet; use sqlite://PATH".to_owned(),
+            ));
+        }
+        Err(StoreError::Unsupported(format!(
+            "unknown database URL scheme: {url}"
+        )))
+    }
+
+    async fn open_any(
+        backend: Backend,
+        url: &str,
+        opts: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let connect: AnyConnectOptions = url.parse()?;
+        let setup: Arc<[String]> = backend.connection_setup(&opts).into();
+        let (writers, readers) = backend.pool_sizes();
+
+        // Set up and migrate on a dedicated connection first: the pool
+        // retries failing `after_connect` hooks until its acquire timeout, which
+        // would turn "not a database" into a misleading timeout.
+        let mut conn = AnyConnection::connect_with(&connect).await?;
+        let prepared = prepare_database(backend, &mut conn, &setup).await;
+        // Close even on failure so the file is not held open.
+        let closed = conn.close().await;
+        prepared?;
+        closed?;
+
+        let writer = pool_options(backend, writers, &opts, setup.clone())
+            .connect_with(connect.clone())
+            .await?;
+        let reader = match pool_options(backend, readers, &opts, setup)
+            .connect_with(connect)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                writer.close().await;
+                return Err(e.into());
+            }
+        };
+        Ok(Store {
+            backend,
+            writer,
+            reader,
+        })
+    }
+
+    /// Close all connections, waiting for in-flight operations.
+    pub async fn close(self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn begin_write(&self) -> Result<Tx, StoreError> {
+        Ok(self.writer.begin_with(self.backend.begin_write()).await?)
+    }
+
+    // ---------------------------------------------------------------- users
+
+    /// Insert or replace a user. On replace, `created_at` keeps its original
+    /// value. Bumps [`Store::users_generation`].
+    pub async fn user_upsert(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let b = self.backend;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&b.sql(sql::USER_UPSERT))
+            .bind(user.username.as_str())
+            .bind(user.ha1_md5.as_str())
+            .bind(user.ha1_sha256.as_str())
+            .bind(user.display_name.as_deref())
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await?;
+        self.bump_users_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user named `username`, if any.
+    pub async fn user_get(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let b = self.backend;
+        Ok(sqlx::query(&b.sql(sql::USER_GET))
+            .bind(username)
+            .try_map(|row: AnyRow| user_from_row(&row))
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// Remove a user and all its bindings. Returns whether the user existed.
+    pub async fn user_remove(&self, username: &str) -> Result<bool, StoreError> {
+        let b = self.backend;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&b.sql(sql::BINDING_DELETE_AOR))
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        let removed = sqlx::query(&b.sql(sql::USER_DELETE))
+            .bind(username)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if removed {
+            self.bump_users_generation(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// All users, ordered by username.
+    pub async fn users_list(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let b = self.backend;
+        Ok(sqlx::query(&b.sql(sql::USER_LIST))
+            .try_map(|row: AnyRow| user_from_row(&row))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Counter bumped in the same transaction as every user change; poll it
+    /// to notice edits made by another process (the CLI).
+    pub async fn users_generation(&self) -> Result<i64, StoreError> {
+        let value = self
+            .meta_get(sql::USERS_GENERATION_KEY)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("users generation counter missing".to_owned()))?;
+        value
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("users generation counter is {value:?}")))
+    }
+
+    async fn bump_users_generation(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        let updated = sqlx::query(&self.backend.sql(sql::USERS_GENERATION_BUMP))
+            .bind(sql::USERS_GENERATION_KEY)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Corrupt(
+                "users generation counter missing".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------- meta
+
+    /// Value of a meta key (e.g. the server's persisted nonce secret).
+    pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(&self.backend.sql(sql::META_GET))
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// Set a key. Keys starting with `store.` are reserved for the store.
+    pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        if key.starts_with(sql::META_RESERVED_PREFIX) {
+            return Err(StoreError::Invalid(format!("meta key {key:?} is reserved")));
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&self.backend.sql(sql::META_SET))
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // --------------------------------------------------------- registrations
+
+    /// Apply a batch of binding changes atomically, in one transaction (group
+    /// commit): either every op is applied or none is.
+    pub async fn apply(&self, ops: &[RegOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let b = self.backend;
+        let mut tx = self.begin_write().await?;
+        for op in ops {
+            // An error returns early; dropping `tx` rolls the batch back.
+            match op {
+                RegOp::Upsert(bind) => {
+                    let q_milli = bind.q_milli()?;
+                    sqlx::query(&b.sql(sql::BINDING_UPSERT))
+                        .bind(bind.aor.as_str())
+                        .bind(bind.contact.as_str())
+                        .bind(bind.expires_at)
+                        .bind(bind.call_id.as_str())
+                        .bind(i64::from(bind.cseq))
+                        .bind(q_milli)
+                        .bind(bind.source.as_str())
+                        .bind(bind.local.as_str())
+                        .bind(bind.instance.as_deref())
+                        .bind(bind.updated_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                RegOp::Remove { aor, contact } => {
+                    sqlx::query(&b.sql(sql::BINDING_DELETE))
+                        .bind(aor.as_str())
+                        .bind(contact.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                RegOp::RemoveAll { aor } => {
+                    sqlx::query(&b.sql(sql::BINDING_DELETE_AOR))
+                        .bind(aor.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All bindings with `expires_at > now`, ordered by (aor, contact).
+    pub async fn bindings_load(&self, now: i64) -> Result<Vec<Binding>, StoreError> {
+        Ok(sqlx::query(&self.backend.sql(sql::BINDING_LOAD))
+            .bind(now)
+            .try_map(|row: AnyRow| binding_from_row(&row))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Bindings of one AoR with `expires_at > now`, ordered by contact.
+    pub async fn bindings_for(&self, aor: &str, now: i64) -> Result<Vec<Binding>, StoreError> {
+        Ok(sqlx::query(&self.backend.sql(sql::BINDING_FOR))
+            .bind(aor)
+            .bind(now)
+            .try_map(|row: AnyRow| binding_from_row(&row))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Delete bindings with `expires_at <= now`; returns how many.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(&self.backend.sql(sql::BINDING_PURGE))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+fn pool_options(
+    backend: Backend,
+    max: u32,
+    opts: &StoreOptions,
+    setup: Arc<[String]>,
+) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        // Keep connections for the process lifetime: reopening costs more
+        // than the few KiB an idle SQLite connection holds.
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(opts.busy_timeout + Duration::from_secs(1))
+        .test_before_acquire(backend.test_before_acquire())
+        .after_connect(move |conn, _meta| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                for stmt in setup.iter() {
+                    conn.execute(stmt.as_str()).await?;
+                }
+                Ok(())
+            })
+        })
+        // SQLite rolls a transaction back by itself on some errors (e.g.
+        // SQLITE_FULL, SQLITE_IOERR); sqlx's own ROLLBACK then fails and its
+        // transaction counter stays non-zero, which would make every later
+        // `begin` on this connection fail. Drop such a connection instead.
+        // The ping first flushes the rollback queued by a dropped transaction.
+        .after_release(|conn, _meta| {
+            Box::pin(async move {
+                conn.ping().await?;
+                let healthy = !conn.is_in_transaction();
+                if !healthy {
+                    tracing::warn!("dropping store connection left inside a failed transaction");
+                }
+                Ok(healthy)
+            })
+        })
+}
+
+/// Create the parent directory and return an absolute, symlink-free path so
+/// the URL round trip cannot reinterpret `..` segments.
+fn prepare_sqlite_path(path: &Path) -> Result<PathBuf, StoreError> {
+    let file_name = path.file_name().ok_or_else(|| {
+        StoreError::Unsupported(format!("not a database file path: {}", path.display()))
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent)?;
+    Ok(std::fs::canonicalize(parent)?.join(file_name))
+}
+
+/// `sqlite://` URL for `path`, created if missing. sqlx percent-decodes the
+/// path, so everything outside the unreserved set is escaped.
+fn sqlite_url(path: &Path) -> Result<String, StoreError> {
+    let s = path.to_str().ok_or_else(|| {
+        StoreError::Unsupported(format!("non UTF-8 database path: {}", path.display()))
+    })?;
+    let mut url = String::with_capacity(s.len() + 24);
+    url.push_str("sqlite://");
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    url.push_str("?mode=rwc");
+    Ok(url)
+}
+
+fn user_from_row(row: &AnyRow) -> Result<UserRecord, sqlx::Error> {
+    Ok(UserRecord {
+        username: row.try_get(0)?,
+        ha1_md5: row.try_get(1)?,
+        ha1_sha256: row.try_get(2)?,
+        display_name: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+    })
+}
+
+fn binding_from_row(row: &AnyRow) -> Result<Binding, sqlx::Error> {
+    let cseq: i64 = row.try_get(4)?;
+    let q_milli: Option<i64> = row.try_get(5)?;
+    Ok(Binding {
+        aor: row.try_get(0)?,
+        contact: row.try_get(1)?,
+        expires_at: row.try_get(2)?,
+        call_id: row.try_get(3)?,
+        cseq: u32::try_from(cseq).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        q: q_milli.map(model::q_from_milli),
+        source: row.try_get(6)?,
+        local: row.try_get(7)?,
+        instance: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
+    })
+}
+
+/// Connection setup, database-level setup (WAL) and schema migrations.
+async fn prepare_database(
+    backend: Backend,
+    conn: &mut AnyConnection,
+    setup: &[String],
+) -> Result<(), StoreError> {
+    for stmt in setup {
+        conn.execute(stmt.as_str()).await?;
+    }
+    for stmt in backend.database_setup() {
+        let row = sqlx::query(stmt)
+            .persistent(false)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            let value: Option<String> = row.try_get(0).ok();
+            tracing::debug!(%stmt, ?value, "database setup");
+            if backend == Backend::Sqlite && value.as_deref() != Some("wal") {
+                // e.g. a filesystem without shared memory support: still
+                // correct, just readers and writer block each other.
+                tracing::warn!(?value, "SQLite WAL journal mode not available");
+            }
+        }
+    }
+    migrate(backend, conn).await
+}
+
+/// Schema migrations in one write transaction: a crash half-way leaves the
+/// previous version intact, and two processes opening at once serialise.
+async fn migrate(backend: Backend, conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let mut tx = conn.begin_with(backend.begin_write()).await?;
+    sqlx::query(&backend.sql(sql::SCHEMA_VERSION_CREATE))
+        .persistent(false)
+        .execute(&mut *tx)
+        .await?;
+    let found: Option<i64> = sqlx::query_scalar(&backend.sql(sql::SCHEMA_VERSION_GET))
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await?;
+    let found = found.unwrap_or(0);
+    if found > sql::SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: sql::SCHEMA_VERSION,
+        });
+    }
+    let start = usize::try_from(found)
+        .map_err(|_| StoreError::Corrupt(format!("negative schema version {found}")))?;
+    if start == sql::MIGRATIONS.len() {
+        tx.commit().await?;
+        return Ok(());
+    }
+    for (idx, migration) in sql::MIGRATIONS.iter().enumerate().skip(start) {
+        for stmt in migration.iter() {
+            sqlx::query(&backend.sql(stmt))
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tracing::info!(version = idx + 1, "applied store schema migration");
+    }
+    sqlx::query(&backend.sql(sql::SCHEMA_VERSION_CLEAR))
+        .persistent(false)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&backend.sql(sql::SCHEMA_VERSION_SET))
+        .persistent(false)
+        .bind(sql::SCHEMA_VERSION)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

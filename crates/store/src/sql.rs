@@ -1,0 +1,106 @@
+//! Portable SQL text. Placeholders are `?` and get rewritten per backend by
+//! [`crate::backend::Backend::sql`]; types are limited to TEXT / INTEGER /
+//! BIGINT so the same DDL works on SQLite and PostgreSQL.
+
+/// Schema migrations; entry `i` upgrades version `i` to `i + 1`. Append only:
+/// never edit a released entry.
+pub(crate) const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE meta (
+        name TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    )",
+    "INSERT INTO meta (name, value) VALUES ('store.users_generation', '0')",
+    "CREATE TABLE users (
+        username TEXT NOT NULL PRIMARY KEY CHECK (username <> ''),
+        ha1_md5 TEXT NOT NULL,
+        ha1_sha256 TEXT NOT NULL,
+        display_name TEXT,
+        created_at BIGINT NOT NULL
+    )",
+    // No foreign key to users: one stale op for a user deleted meanwhile by
+    // the CLI must not fail a whole group commit of other users' REGISTERs.
+    // user_remove deletes the bindings itself, in the same transaction.
+    "CREATE TABLE bindings (
+        aor TEXT NOT NULL CHECK (aor <> ''),
+        contact TEXT NOT NULL CHECK (contact <> ''),
+        expires_at BIGINT NOT NULL,
+        call_id TEXT NOT NULL,
+        cseq BIGINT NOT NULL CHECK (cseq >= 0 AND cseq <= 4294967295),
+        q_milli INTEGER CHECK (q_milli >= 0 AND q_milli <= 1000),
+        source TEXT NOT NULL,
+        local_addr TEXT NOT NULL,
+        instance TEXT,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (aor, contact)
+    )",
+    "CREATE INDEX bindings_expires_at ON bindings (expires_at)",
+]];
+
+/// Highest schema version this code understands.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) const SCHEMA_VERSION_CREATE: &str =
+    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+pub(crate) const SCHEMA_VERSION_GET: &str = "SELECT MAX(version) FROM schema_version";
+pub(crate) const SCHEMA_VERSION_CLEAR: &str = "DELETE FROM schema_version";
+pub(crate) const SCHEMA_VERSION_SET: &str = "INSERT INTO schema_version (version) VALUES (?)";
+
+/// Reserved meta key prefix for the store's own bookkeeping.
+pub(crate) const META_RESERVED_PREFIX: &str = "store.";
+pub(crate) const USERS_GENERATION_KEY: &str = "store.users_generation";
+
+pub(crate) const META_GET: &str = "SELECT value FROM meta WHERE name = ?";
+pub(crate) const META_SET: &str = "INSERT INTO meta (name, value) VALUES (?, ?) \
+     ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+pub(crate) const USERS_GENERATION_BUMP: &str =
+    "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE name = ?";
+
+// created_at is deliberately not updated: an edit does not re-create a user.
+pub(crate) const USER_UPSERT: &str = "INSERT INTO users \
+     (username, ha1_md5, ha1_sha256, display_name, created_at) VALUES (?, ?, ?, ?, ?) \
+     ON CONFLICT (username) DO UPDATE SET ha1_md5 = excluded.ha1_md5, \
+     ha1_sha256 = excluded.ha1_sha256, display_name = excluded.display_name";
+pub(crate) const USER_GET: &str = "SELECT username, ha1_md5, ha1_sha256, display_name, \
+     created_at FROM users WHERE username = ?";
+pub(crate) const USER_LIST: &str = "SELECT username, ha1_md5, ha1_sha256, display_name, \
+     created_at FROM users ORDER BY username";
+pub(crate) const USER_DELETE: &str = "DELETE FROM users WHERE username = ?";
+
+pub(crate) const BINDING_UPSERT: &str = "INSERT INTO bindings \
+     (aor, contact, expires_at, call_id, cseq, q_milli, source, local_addr, instance, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at, \
+     call_id = excluded.call_id, cseq = excluded.cseq, q_milli = excluded.q_milli, \
+     source = excluded.source, local_addr = excluded.local_addr, \
+     instance = excluded.instance, updated_at = excluded.updated_at";
+pub(crate) const BINDING_DELETE: &str = "DELETE FROM bindings WHERE aor = ? AND contact = ?";
+pub(crate) const BINDING_DELETE_AOR: &str = "DELETE FROM bindings WHERE aor = ?";
+pub(crate) const BINDING_LOAD: &str = "SELECT aor, contact, expires_at, call_id, cseq, q_milli, \
+     source, local_addr, instance, updated_at FROM bindings \
+     WHERE expires_at > ? ORDER BY aor, contact";
+pub(crate) const BINDING_FOR: &str = "SELECT aor, contact, expires_at, call_id, cseq, q_milli, \
+     source, local_addr, instance, updated_at FROM bindings \
+     WHERE aor = ? AND expires_at > ? ORDER BY contact";
+pub(crate) const BINDING_PURGE: &str = "DELETE FROM bindings WHERE expires_at <= ?";
+
+/// Every statement above, for checks over the whole set.
+#[cfg(test)]
+pub(crate) const ALL: &[&str] = &[
+    SCHEMA_VERSION_CREATE,
+    SCHEMA_VERSION_GET,
+    SCHEMA_VERSION_CLEAR,
+    SCHEMA_VERSION_SET,
+    META_GET,
+    META_SET,
+    USERS_GENERATION_BUMP,
+    USER_UPSERT,
+    USER_GET,
+    USER_LIST,
+    USER_DELETE,
+    BINDING_UPSERT,
+    BINDING_DELETE,
+    BINDING_DELETE_AOR,
+    BINDING_LOAD,
+    BINDING_FOR,
+    BINDING_PURGE,
+];

@@ -1,0 +1,122 @@
+//! Tests that need the store's own connections.
+
+use super::*;
+use tempfile::TempDir;
+
+fn binding(aor: &str, contact: String) -> Binding {
+    Binding {
+        aor: aor.to_owned(),
+        contact,
+        expires_at: 2000,
+        call_id: "cid".to_owned(),
+        cseq: u32::MAX,
+        q: Some(1.0),
+        source: "udp:203.0.113.5:5060".to_owned(),
+        local: "udp:0.0.0.0:5060".to_owned(),
+        instance: None,
+        updated_at: 1000,
+    }
+}
+
+#[tokio::test]
+async fn connection_pragmas_applied() {
+    let dir = TempDir::new().unwrap();
+    let opts = StoreOptions {
+        busy_timeout: Duration::from_millis(1234),
+        synchronous: Synchronous::Normal,
+        cache_kib: 100,
+    };
+    let store = Store::open_sqlite(&dir.path().join("db"), opts)
+        .await
+        .unwrap();
+    for pool in [&store.writer, &store.reader] {
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(timeout, 1234);
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(cache, -100);
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
+    store.close().await;
+
+    let store = Store::open_sqlite(&dir.path().join("db"), StoreOptions::default())
+        .await
+        .unwrap();
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "FULL by default");
+    store.close().await;
+}
+
+/// SQLITE_FULL provoked with `max_page_count` on the writer connection: the
+/// batch fails as a transient `Full`, nothing of it is applied, and writes
+/// work again once space is available.
+#[tokio::test]
+async fn disk_full_is_transient_and_rolls_back() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("db"), StoreOptions::default())
+        .await
+        .unwrap();
+    let keep = binding("alice", "sip:alice@10.0.0.1".to_owned());
+    store.apply(&[RegOp::Upsert(keep.clone())]).await.unwrap();
+
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+        .execute(&store.writer)
+        .await
+        .unwrap();
+
+    // ~200 KiB of contacts cannot fit in the pages that exist.
+    let ops: Vec<RegOp> = (0..200)
+        .map(|i| {
+            RegOp::Upsert(binding(
+                "bob",
+                format!("sip:bob-{i}-{}@h", "x".repeat(1000)),
+            ))
+        })
+        .collect();
+    let err = store.apply(&ops).await.unwrap_err();
+    assert!(matches!(err, StoreError::Full), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(
+        store.bindings_load(0).await.unwrap(),
+        std::slice::from_ref(&keep)
+    );
+
+    sqlx::query("PRAGMA max_page_count = 1073741823")
+        .execute(&store.writer)
+        .await
+        .unwrap();
+    store.apply(&ops).await.unwrap();
+    assert_eq!(store.bindings_load(0).await.unwrap().len(), 201);
+    assert_eq!(
+        store.bindings_for("bob", 0).await.unwrap()[0].cseq,
+        u32::MAX
+    );
+    store.close().await;
+}
+
+#[test]
+fn url_escapes_everything_but_unreserved() {
+    let url = sqlite_url(Path::new("/tmp/a b/c#d?e%f/ü.db")).unwrap();
+    assert_eq!(url, "sqlite:///tmp/a%20b/c%23d%3Fe%25f/%C3%BC.db?mode=rwc");
+}
