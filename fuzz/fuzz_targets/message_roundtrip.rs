@@ -6,16 +6,37 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sip::header::{Contact, HeaderName};
 use sip::message::Message;
-use sip::parse::{error_response, frame_stream, is_keepalive, parse_datagram, parse_stream_message};
+use sip::parse::{
+    error_response, frame_stream, is_keepalive, parse_datagram, parse_stream_message,
+};
 use sip::Limits;
 
 fn touch(m: &Message) {
-    let _ = (m.is_request(), m.method(), m.status(), m.reason(), m.version());
+    let _ = (
+        m.is_request(),
+        m.method(),
+        m.status(),
+        m.reason(),
+        m.version(),
+    );
     let _ = m.request_uri().map(|u| u.to_string());
-    let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.expires(), m.content_type());
+    let _ = (
+        m.call_id(),
+        m.cseq(),
+        m.max_forwards(),
+        m.expires(),
+        m.content_type(),
+    );
     let _ = (m.from_tag(), m.to_tag(), m.body().len());
     if let Some(v) = m.top_via() {
-        let _ = (v.branch(), v.received(), v.rport(), v.maddr(), v.ttl(), v.to_string());
+        let _ = (
+            v.branch(),
+            v.received(),
+            v.rport(),
+            v.maddr(),
+            v.ttl(),
+            v.to_string(),
+        );
     }
     for v in m.vias().flatten() {
         let _ = v.has_magic_cookie();
@@ -66,8 +87,12 @@ fuzz_target!(|data: &[u8]| {
     };
     touch(&m);
     let printed = m.to_bytes();
-    let again = parse_datagram(printed.clone(), &limits)
-        .unwrap_or_else(|e| panic!("re-parse failed: {e:?}\n{:?}", String::from_utf8_lossy(&printed)));
+    let again = parse_datagram(printed.clone(), &limits).unwrap_or_else(|e| {
+        panic!(
+            "re-parse failed: {e:?}\n{:?}",
+            String::from_utf8_lossy(&printed)
+        )
+    });
     touch(&again);
     assert_eq!(m.is_request(), again.is_request());
     assert_eq!(m.method(), again.method());
@@ -80,7 +105,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(m.max_forwards(), again.max_forwards());
     assert_eq!(m.body(), again.body());
     assert_eq!(m.vias().count(), again.vias().count());
-    assert_eq!(m.top_via().map(|v| v.branch().map(str::to_owned)), again.top_via().map(|v| v.branch().map(str::to_owned)));
+    assert_eq!(
+        m.top_via().map(|v| v.branch().map(str::to_owned)),
+        again.top_via().map(|v| v.branch().map(str::to_owned))
+    );
     // Printing is a fixed point after one round.
     assert_eq!(printed, again.to_bytes());
     // Responses built from an accepted request must parse too.

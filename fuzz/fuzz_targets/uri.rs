@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let printed = u.to_string();
-    let again = Uri::parse(&printed).unwrap_or_else(|e| panic!("{s:?} printed as {printed:?}: {e:?}"));
+    let again =
+        Uri::parse(&printed).unwrap_or_else(|e| panic!("{s:?} printed as {printed:?}: {e:?}"));
     assert!(u.equivalent(&again), "{s:?} vs {printed:?}");
     assert!(again.equivalent(&u), "{s:?} vs {printed:?}");
     assert_eq!(printed, again.to_string());

@@ -40,7 +40,10 @@ pub fn password_arg(p: Option<String>, stdin: bool) -> PasswordArg {
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
-        eprintln!("hardline: {} is not a valid configuration:\n{e}", path.display());
+        eprintln!(
+            "hardline: {} is not a valid configuration:\n{e}",
+            path.display()
+        );
         ExitCode::from(2)
     })
 }
@@ -141,7 +144,11 @@ async fn user_inner(cfg: &Config, action: UserAction) -> Result<ExitCode> {
             let users = store.users_list().await?;
             println!("{:<16} {:<24} SOURCE", "USER", "DISPLAY NAME");
             for u in users {
-                let src = if in_config(&u.username) { "config" } else { "database" };
+                let src = if in_config(&u.username) {
+                    "config"
+                } else {
+                    "database"
+                };
                 println!(
                     "{:<16} {:<24} {}",
                     u.username,
@@ -176,7 +183,9 @@ async fn user_inner(cfg: &Config, action: UserAction) -> Result<ExitCode> {
             let rec = setup::user_record(&cfg.sip.domain, &user, &pw, display_name);
             store.user_upsert(&rec).await.context("storing the user")?;
             if generated {
-                println!("added {user} with password {pw}  (shown once: only its hashes are stored)");
+                println!(
+                    "added {user} with password {pw}  (shown once: only its hashes are stored)"
+                );
             } else {
                 println!("added {user}");
             }

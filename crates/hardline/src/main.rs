@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "hardline", version, about = "A hardened SIP registrar, proxy and PBX")]
+#[command(
+    name = "hardline",
+    version,
+    about = "A hardened SIP registrar, proxy and PBX"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

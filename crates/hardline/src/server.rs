@@ -149,7 +149,8 @@ async fn store_task(rt: Arc<Runtime>, store: Store, mut rx: mpsc::UnboundedRecei
             }
         }
         if !batches.is_empty() {
-            let ops: Vec<store::RegOp> = batches.iter().flat_map(|b| b.ops.iter().cloned()).collect();
+            let ops: Vec<store::RegOp> =
+                batches.iter().flat_map(|b| b.ops.iter().cloned()).collect();
             let res = store.apply(&ops).await;
             if let Err(e) = &res {
                 error!(error = %e, ops = ops.len(), "storing registrations failed");
@@ -188,7 +189,7 @@ async fn users_task(rt: Arc<Runtime>, store: Store) {
             Err(e) => warn!(error = %e, "reading user generation failed"),
         }
         purge_tick += 1;
-        if purge_tick % 30 == 0 {
+        if purge_tick.is_multiple_of(30) {
             if let Err(e) = store.purge_expired(now().unix as i64).await {
                 warn!(error = %e, "purging expired registrations failed");
             }
@@ -206,7 +207,11 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
         .bindings_load(start.unix as i64)
         .await
         .context("loading registrations")?;
-    info!(users = users.len(), registrations = bindings.len(), "state loaded");
+    info!(
+        users = users.len(),
+        registrations = bindings.len(),
+        "state loaded"
+    );
 
     let mut registry = prometheus_client::registry::Registry::with_prefix("hardline");
     let metrics = Arc::new(Metrics::new(&mut registry));
@@ -259,7 +264,11 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
     }
     for (local, lst) in tcp {
         info!(transport = "tcp", %local, "listening");
-        tasks.push(tokio::spawn(transport::tcp_accept_loop(rt.clone(), local, lst)));
+        tasks.push(tokio::spawn(transport::tcp_accept_loop(
+            rt.clone(),
+            local,
+            lst,
+        )));
     }
     tasks.push(tokio::spawn(timer_task(rt.clone())));
     tasks.push(tokio::spawn(users_task(rt.clone(), store.clone())));
@@ -320,7 +329,9 @@ fn bind_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
 async fn reload(rt: &Arc<Runtime>, store: &Store, path: &Path, current: &Config) -> Result<Config> {
     let next = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if next.sip.listen != current.sip.listen {
-        anyhow::bail!("sip.listen changed: listeners are bound at start, restart hardline to change them");
+        anyhow::bail!(
+            "sip.listen changed: listeners are bound at start, restart hardline to change them"
+        );
     }
     if next.storage.path != current.storage.path {
         anyhow::bail!("storage.path changed: restart hardline to move the database");
@@ -332,7 +343,10 @@ async fn reload(rt: &Arc<Runtime>, store: &Store, path: &Path, current: &Config)
     let users = store.users_list().await?;
     let secret = setup::load_or_create_secret(store).await?;
     let locals = {
-        let s = rt.shared.lock().map_err(|_| anyhow::anyhow!("core lock poisoned"))?;
+        let s = rt
+            .shared
+            .lock()
+            .map_err(|_| anyhow::anyhow!("core lock poisoned"))?;
         s.core.local_addrs().to_vec()
     };
     let core_cfg = setup::core_config(&next, &locals, secret);

@@ -30,7 +30,9 @@ pub fn default_home() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(x).join("hardline");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/hardline")
 }
 
@@ -64,11 +66,19 @@ pub fn first_start() -> Result<PathBuf> {
         .collect();
     let text = mgmt::default_config_text(&domain, &listen, "hardline.db", &exts);
     // Never write a config the server itself would refuse.
-    mgmt::Config::parse(&text, &home).map_err(|e| anyhow::anyhow!("generated config is invalid: {e}"))?;
+    mgmt::Config::parse(&text, &home)
+        .map_err(|e| anyhow::anyhow!("generated config is invalid: {e}"))?;
     write_atomic(&path, text.as_bytes())?;
     set_private(&path, 0o600);
     println!("hardline: first start, wrote {}", path.display());
-    println!("  domain {domain}, listening on {} (loopback only until you change sip.listen)", listen.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  domain {domain}, listening on {} (loopback only until you change sip.listen)",
+        listen
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("  extensions (passwords are shown once; only their hashes are stored):");
     for (u, pw) in shown {
         println!("    {u}  {pw}");
@@ -79,7 +89,11 @@ pub fn first_start() -> Result<PathBuf> {
 fn default_domain() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim();
-    if host.contains('.') && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+    if host.contains('.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
         host.to_ascii_lowercase()
     } else {
         "localhost".to_string()
@@ -89,7 +103,8 @@ fn default_domain() -> String {
 fn write_atomic(path: &std::path::Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -144,7 +159,12 @@ pub async fn open_store(cfg: &Config) -> Result<Store> {
     let opts = StoreOptions::default();
     Store::open_sqlite(&cfg.storage.path, opts)
         .await
-        .with_context(|| format!("opening the database {} (storage.path)", cfg.storage.path.display()))
+        .with_context(|| {
+            format!(
+                "opening the database {} (storage.path)",
+                cfg.storage.path.display()
+            )
+        })
 }
 
 /// Config-defined extensions are written into the user table on every start
@@ -211,7 +231,11 @@ pub fn metrics_addr(cfg: &Config) -> Option<SocketAddr> {
     cfg.metrics.listen_addr()
 }
 
-pub fn core_config(cfg: &Config, locals: &[(Transport, SocketAddr)], secret: [u8; 32]) -> CoreConfig {
+pub fn core_config(
+    cfg: &Config,
+    locals: &[(Transport, SocketAddr)],
+    secret: [u8; 32],
+) -> CoreConfig {
     let algs = cfg
         .sip
         .auth_algorithms
@@ -271,4 +295,3 @@ pub fn set_socket_buffers(sock: &std::net::UdpSocket, bytes: usize) {
         }
     }
 }
-

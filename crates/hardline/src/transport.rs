@@ -62,7 +62,11 @@ impl Transports {
         self.udp
             .iter()
             .find(|(a, _)| *a == local)
-            .or_else(|| self.udp.iter().find(|(a, _)| a.is_ipv4() == remote.is_ipv4()))
+            .or_else(|| {
+                self.udp
+                    .iter()
+                    .find(|(a, _)| a.is_ipv4() == remote.is_ipv4())
+            })
             .map(|(_, s)| s)
     }
 }
@@ -233,7 +237,10 @@ fn register_conn(
 fn unregister_conn(rt: &Arc<Runtime>, remote: SocketAddr, tx: &mpsc::Sender<Bytes>) {
     if let Ok(mut t) = rt.transports.conns.lock() {
         // Only remove our own entry: a newer connection may have replaced it.
-        if t.by_remote.get(&remote).is_some_and(|c| c.tx.same_channel(tx)) {
+        if t.by_remote
+            .get(&remote)
+            .is_some_and(|c| c.tx.same_channel(tx))
+        {
             t.by_remote.remove(&remote);
         }
         t.total = t.total.saturating_sub(1);

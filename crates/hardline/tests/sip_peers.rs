@@ -16,20 +16,42 @@ fn register_md5_then_unregister() {
     assert!(regs.contains("sip:1000@127.0.0.1:25001"), "{regs}");
     register(&s, "1000", "127.0.0.1:25001", "udp", "u1", 0);
     let regs = s.registrations();
-    assert!(!regs.contains("sip:1000@127.0.0.1:25001"), "still registered:\n{regs}");
+    assert!(
+        !regs.contains("sip:1000@127.0.0.1:25001"),
+        "still registered:\n{regs}"
+    );
     let m = s.metrics();
-    assert!(m.contains("hardline_sip_requests_total{method=\"REGISTER\"}"), "{m}");
-    assert!(m.contains("hardline_register_total{result=\"ok\"} 2"), "{m}");
+    assert!(
+        m.contains("hardline_sip_requests_total{method=\"REGISTER\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hardline_register_total{result=\"ok\"} 2"),
+        "{m}"
+    );
 }
 
 fn call(transport: &str, ctransport: &str) {
     let s = Server::start(&format!("call-{ctransport}"), "");
     let uas_port = free_port();
-    register(&s, "2000", &format!("127.0.0.1:{uas_port}"), ctransport, transport, 300);
+    register(
+        &s,
+        "2000",
+        &format!("127.0.0.1:{uas_port}"),
+        ctransport,
+        transport,
+        300,
+    );
     let uas = sipp_spawn(&s, "uas", "uas.xml", transport, uas_port, &["-m", "1"]);
     std::thread::sleep(Duration::from_millis(300));
     let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
-    sipp_run(&s, "uac", "uac_call.xml", transport, &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    sipp_run(
+        &s,
+        "uac",
+        "uac_call.xml",
+        transport,
+        &["-inf", csv.to_str().unwrap(), "-m", "1"],
+    );
     uas.expect_success(&s);
 }
 
@@ -47,11 +69,24 @@ fn call_through_proxy_tcp() {
 fn cancel_while_ringing() {
     let s = Server::start("cancel", "");
     let uas_port = free_port();
-    register(&s, "2000", &format!("127.0.0.1:{uas_port}"), "udp", "u1", 300);
+    register(
+        &s,
+        "2000",
+        &format!("127.0.0.1:{uas_port}"),
+        "udp",
+        "u1",
+        300,
+    );
     let uas = sipp_spawn(&s, "uas-ring", "uas_ring.xml", "u1", uas_port, &["-m", "1"]);
     std::thread::sleep(Duration::from_millis(300));
     let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
-    sipp_run(&s, "uac-cancel", "uac_cancel.xml", "u1", &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    sipp_run(
+        &s,
+        "uac-cancel",
+        "uac_cancel.xml",
+        "u1",
+        &["-inf", csv.to_str().unwrap(), "-m", "1"],
+    );
     uas.expect_success(&s);
 }
 
@@ -60,15 +95,42 @@ fn forking_to_two_contacts_cancels_the_loser() {
     let s = Server::start("fork", "");
     let answer_port = free_port();
     let ring_port = free_port();
-    register(&s, "2000", &format!("127.0.0.1:{answer_port}"), "udp", "u1", 300);
-    register(&s, "2000", &format!("127.0.0.1:{ring_port}"), "udp", "u1", 300);
+    register(
+        &s,
+        "2000",
+        &format!("127.0.0.1:{answer_port}"),
+        "udp",
+        "u1",
+        300,
+    );
+    register(
+        &s,
+        "2000",
+        &format!("127.0.0.1:{ring_port}"),
+        "udp",
+        "u1",
+        300,
+    );
     let regs = s.registrations();
     assert_eq!(regs.matches("sip:2000@").count(), 2, "{regs}");
     let winner = sipp_spawn(&s, "uas-answer", "uas.xml", "u1", answer_port, &["-m", "1"]);
-    let loser = sipp_spawn(&s, "uas-ring", "uas_ring.xml", "u1", ring_port, &["-m", "1"]);
+    let loser = sipp_spawn(
+        &s,
+        "uas-ring",
+        "uas_ring.xml",
+        "u1",
+        ring_port,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
-    sipp_run(&s, "uac", "uac_call.xml", "u1", &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    sipp_run(
+        &s,
+        "uac",
+        "uac_call.xml",
+        "u1",
+        &["-inf", csv.to_str().unwrap(), "-m", "1"],
+    );
     winner.expect_success(&s);
     // The ringing branch must have been cancelled (it expects CANCEL, 487, ACK).
     loser.expect_success(&s);
@@ -78,7 +140,14 @@ fn forking_to_two_contacts_cancels_the_loser() {
 fn registrations_survive_restart() {
     let mut s = Server::start("restart", "");
     let uas_port = free_port();
-    register(&s, "2000", &format!("127.0.0.1:{uas_port}"), "udp", "u1", 600);
+    register(
+        &s,
+        "2000",
+        &format!("127.0.0.1:{uas_port}"),
+        "udp",
+        "u1",
+        600,
+    );
     assert!(s.stop(), "SIGTERM must stop the server cleanly");
     s.spawn();
     let regs = s.registrations();
@@ -86,7 +155,13 @@ fn registrations_survive_restart() {
     let uas = sipp_spawn(&s, "uas", "uas.xml", "u1", uas_port, &["-m", "1"]);
     std::thread::sleep(Duration::from_millis(300));
     let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
-    sipp_run(&s, "uac", "uac_call.xml", "u1", &["-inf", csv.to_str().unwrap(), "-m", "1"]);
+    sipp_run(
+        &s,
+        "uac",
+        "uac_call.xml",
+        "u1",
+        &["-inf", csv.to_str().unwrap(), "-m", "1"],
+    );
     uas.expect_success(&s);
 }
 
@@ -121,7 +196,10 @@ impl Client {
         m.push_str("Content-Length: 0\r\n\r\n");
         self.sock.send_to(m.as_bytes(), self.server).unwrap();
         let mut buf = [0u8; 65535];
-        let (n, _) = self.sock.recv_from(&mut buf).expect("no answer to REGISTER");
+        let (n, _) = self
+            .sock
+            .recv_from(&mut buf)
+            .expect("no answer to REGISTER");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 }
@@ -146,7 +224,16 @@ fn sha256_digest_with_own_client() {
     assert!(ch[1].contains("algorithm=SHA-256"), "{ch:?}");
     let parsed = sip::auth::Challenge::parse(&ch[1]).unwrap();
     let uri = format!("sip:{DOMAIN}");
-    let auth = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "1001", &password("1001"), "abcdef01", 1).unwrap();
+    let auth = sip::auth::client_authorization(
+        &parsed,
+        "REGISTER",
+        &uri,
+        "1001",
+        &password("1001"),
+        "abcdef01",
+        1,
+    )
+    .unwrap();
     let ok = c.register("1001", Some(&auth), "sha-1@test");
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
     assert!(ok.contains("Contact: <sip:1001@"), "{ok}");
@@ -154,10 +241,22 @@ fn sha256_digest_with_own_client() {
     let replay = c.register("1001", Some(&auth), "sha-1@test");
     assert!(replay.starts_with("SIP/2.0 401 "), "{replay}");
     // A wrong password gets the same challenge as no credentials at all.
-    let bad = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "1001", "wrong-password-xx", "abcdef02", 1).unwrap();
+    let bad = sip::auth::client_authorization(
+        &parsed,
+        "REGISTER",
+        &uri,
+        "1001",
+        "wrong-password-xx",
+        "abcdef02",
+        1,
+    )
+    .unwrap();
     let r = c.register("1001", Some(&bad), "sha-1@test");
     assert!(r.starts_with("SIP/2.0 401 "), "{r}");
-    assert!(!s.log_text().contains(&password("1001")), "a password reached the log");
+    assert!(
+        !s.log_text().contains(&password("1001")),
+        "a password reached the log"
+    );
 }
 
 /// Known and unknown users get the same answer: the same status, headers,
@@ -181,7 +280,13 @@ fn unknown_and_known_users_get_identical_challenges() {
                     return l[..4].to_string();
                 }
                 if l.starts_with("To:") || l.starts_with("From:") {
-                    l.split(";tag=").next().unwrap().split(";branch=").next().unwrap().to_string()
+                    l.split(";tag=")
+                        .next()
+                        .unwrap()
+                        .split(";branch=")
+                        .next()
+                        .unwrap()
+                        .to_string()
                 } else {
                     l
                 }
@@ -196,12 +301,33 @@ fn unknown_and_known_users_get_identical_challenges() {
     let ch = challenges(&known);
     let parsed = sip::auth::Challenge::parse(&ch[0]).unwrap();
     let uri = format!("sip:{DOMAIN}");
-    let a1 = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "1000", "not-the-password", "c1", 1).unwrap();
-    let a2 = sip::auth::client_authorization(&parsed, "REGISTER", &uri, "9999", "not-the-password", "c2", 1).unwrap();
+    let a1 = sip::auth::client_authorization(
+        &parsed,
+        "REGISTER",
+        &uri,
+        "1000",
+        "not-the-password",
+        "c1",
+        1,
+    )
+    .unwrap();
+    let a2 = sip::auth::client_authorization(
+        &parsed,
+        "REGISTER",
+        &uri,
+        "9999",
+        "not-the-password",
+        "c2",
+        1,
+    )
+    .unwrap();
     let k = c.register("1000", Some(&a1), "enum2@test");
     let u = c.register("9999", Some(&a2), "enum2@test");
     assert_eq!(normalise(&k, "1000"), normalise(&u, "9999"));
-    assert!(!known.contains("Server:") && !known.contains("User-Agent:"), "{known}");
+    assert!(
+        !known.contains("Server:") && !known.contains("User-Agent:"),
+        "{known}"
+    );
 }
 
 // ----- RFC 4475 over the wire -----------------------------------------------
@@ -224,13 +350,17 @@ fn rfc4475_corpus_over_udp_then_a_good_options() {
     let dir = corpus_dir();
     let index = std::fs::read_to_string(dir.join("INDEX.tsv")).unwrap();
     let mut checked = 0;
-    for line in index.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in index
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let name = line.split('\t').next().unwrap();
         let bytes = std::fs::read(dir.join(format!("{name}.sip"))).unwrap();
         // A socket per message: retransmitted finals of earlier INVITEs
         // (no ACK ever comes) must not be taken for this message's answer.
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         sock.send_to(&bytes, s.addr()).unwrap();
         // Collect what comes back (the server may answer 100 first).
         let mut replies = Vec::new();
@@ -238,20 +368,35 @@ fn rfc4475_corpus_over_udp_then_a_good_options() {
         while let Ok((n, _)) = sock.recv_from(&mut buf) {
             replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        let finals: Vec<&String> = replies.iter().filter(|r| !r.starts_with("SIP/2.0 100 ")).collect();
-        let status = |want: &str| finals.iter().any(|r| r.starts_with(&format!("SIP/2.0 {want} ")));
+        let finals: Vec<&String> = replies
+            .iter()
+            .filter(|r| !r.starts_with("SIP/2.0 100 "))
+            .collect();
+        let status = |want: &str| {
+            finals
+                .iter()
+                .any(|r| r.starts_with(&format!("SIP/2.0 {want} ")))
+        };
         match name {
-            "badinv01" | "clerr" | "ncl" | "scalar02" | "quotbal" | "ltgtruri" | "lwsruri" | "lwsstart"
-            | "trws" | "escruri" | "badaspec" | "baddn" | "mismatch01" | "mismatch02" | "insuf" | "multi01"
-            | "mcl01" => assert!(status("400"), "{name}: expected 400, got {replies:?}"),
+            "badinv01" | "clerr" | "ncl" | "scalar02" | "quotbal" | "ltgtruri" | "lwsruri"
+            | "lwsstart" | "trws" | "escruri" | "badaspec" | "baddn" | "mismatch01"
+            | "mismatch02" | "insuf" | "multi01" | "mcl01" => {
+                assert!(status("400"), "{name}: expected 400, got {replies:?}")
+            }
             "badvers" => assert!(status("505"), "{name}: expected 505, got {replies:?}"),
             "unkscm" => assert!(status("416"), "{name}: expected 416, got {replies:?}"),
             "scalarlg" | "bigcode" | "bcast" | "unreason" | "noreason" => {
-                assert!(replies.is_empty(), "{name}: a response must be discarded, got {replies:?}")
+                assert!(
+                    replies.is_empty(),
+                    "{name}: a response must be discarded, got {replies:?}"
+                )
             }
             _ => {
                 // Valid or semantically odd requests: answered, never a crash.
-                assert!(!finals.iter().any(|r| r.starts_with("SIP/2.0 400 ")), "{name}: wrongly rejected: {replies:?}");
+                assert!(
+                    !finals.iter().any(|r| r.starts_with("SIP/2.0 400 ")),
+                    "{name}: wrongly rejected: {replies:?}"
+                );
             }
         }
         checked += 1;
@@ -273,16 +418,33 @@ fn check_config_lists_every_problem() {
         "[sip]\nlisten = [\"foo\"]\ndomain = \"\"\n[storage]\npathh = \"x\"\n[[extensions]]\nuser = \"1000\"\npassword = \"short\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin()).args(["check-config", "--config"]).arg(&p).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["sip.listen[0]", "sip.domain", "storage.pathh", "extensions[0].password"] {
+    for key in [
+        "sip.listen[0]",
+        "sip.domain",
+        "storage.pathh",
+        "extensions[0].password",
+    ] {
         assert!(err.contains(key), "missing {key} in:\n{err}");
     }
     assert!(!err.contains("short\""), "the password was echoed:\n{err}");
     let good = dir.join("good.toml");
-    std::fs::write(&good, "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"example.test\"\n").unwrap();
-    let out = std::process::Command::new(bin()).args(["check-config", "--config"]).arg(&good).output().unwrap();
+    std::fs::write(
+        &good,
+        "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"example.test\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -292,13 +454,20 @@ fn sighup_reloads_and_refuses_a_bad_config() {
     let base = std::fs::read_to_string(&s.config).unwrap();
     std::fs::write(
         &s.config,
-        format!("{base}\n[[extensions]]\nuser = \"3000\"\npassword = \"{}\"\n", password("3000")),
+        format!(
+            "{base}\n[[extensions]]\nuser = \"3000\"\npassword = \"{}\"\n",
+            password("3000")
+        ),
     )
     .unwrap();
     s.signal(1);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !s.log_text().contains("configuration reloaded") {
-        assert!(std::time::Instant::now() < deadline, "no reload:\n{}", s.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload:\n{}",
+            s.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     register(&s, "3000", "127.0.0.1:25003", "udp", "u1", 300);
@@ -306,7 +475,11 @@ fn sighup_reloads_and_refuses_a_bad_config() {
     s.signal(1);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !s.log_text().contains("reload refused") {
-        assert!(std::time::Instant::now() < deadline, "bad config not refused:\n{}", s.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bad config not refused:\n{}",
+            s.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Still serving with the previous configuration.
@@ -319,7 +492,14 @@ fn user_cli_adds_lists_and_removes() {
     let out = s.cli(&["user", "add", "4000"]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let pw = stdout.split("password ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let pw = stdout
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     assert!(pw.len() >= 16, "{stdout}");
     let list = String::from_utf8_lossy(&s.cli(&["user", "list"]).stdout).into_owned();
     assert!(list.contains("4000") && list.contains("1000"), "{list}");
@@ -331,10 +511,30 @@ fn user_cli_adds_lists_and_removes() {
         "reg4000",
         "reg.xml",
         "u1",
-        &["-inf", csv.to_str().unwrap(), "-m", "1", "-key", "contact", "127.0.0.1:25004", "-key", "ctransport", "udp", "-key", "expires", "60", "-auth_uri", DOMAIN],
+        &[
+            "-inf",
+            csv.to_str().unwrap(),
+            "-m",
+            "1",
+            "-key",
+            "contact",
+            "127.0.0.1:25004",
+            "-key",
+            "ctransport",
+            "udp",
+            "-key",
+            "expires",
+            "60",
+            "-auth_uri",
+            DOMAIN,
+        ],
     );
     let out = s.cli(&["user", "remove", "1000"]);
-    assert_eq!(out.status.code(), Some(2), "config users are managed in the config: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "config users are managed in the config: {out:?}"
+    );
     let out = s.cli(&["user", "remove", "4000"]);
     assert!(out.status.success(), "{out:?}");
 }
@@ -355,13 +555,30 @@ fn first_start_on_embedded_defaults() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    std::process::Command::new("kill").arg("-15").arg(child.id().to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg("-15")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("1000") && stdout.contains("1002"), "{stdout}");
+    assert!(
+        stdout.contains("1000") && stdout.contains("1002"),
+        "{stdout}"
+    );
     let cfg = std::fs::read_to_string(home.join("hardline.toml")).unwrap();
-    assert!(cfg.contains("127.0.0.1:5060"), "loopback only by default:\n{cfg}");
-    assert!(!cfg.contains("password ="), "only hashes are written:\n{cfg}");
-    let check = std::process::Command::new(bin()).args(["check-config", "--config"]).arg(home.join("hardline.toml")).output().unwrap();
+    assert!(
+        cfg.contains("127.0.0.1:5060"),
+        "loopback only by default:\n{cfg}"
+    );
+    assert!(
+        !cfg.contains("password ="),
+        "only hashes are written:\n{cfg}"
+    );
+    let check = std::process::Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(home.join("hardline.toml"))
+        .output()
+        .unwrap();
     assert!(check.status.success(), "{check:?}");
 }

@@ -14,7 +14,7 @@ use sip::header::HeaderName;
 use sip::message::Message;
 use sip::method::Method;
 use sip::transaction::{
-    ClientKey, ClientTransaction, ServerKey, ServerTransaction, Timers, TimerQueue, TxEvent,
+    ClientKey, ClientTransaction, ServerKey, ServerTransaction, TimerQueue, Timers, TxEvent,
 };
 use sip::Limits;
 use std::collections::{HashMap, VecDeque};
@@ -151,7 +151,9 @@ impl Core {
         // Bindings of removed users go with them.
         let users = &self.users;
         self.location.retain_users(|u| users.contains_key(u));
-        self.metrics.registrations_active.set(self.location.count() as i64);
+        self.metrics
+            .registrations_active
+            .set(self.location.count() as i64);
     }
 
     pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
@@ -162,7 +164,11 @@ impl Core {
     }
 
     pub fn registrations(&self, user: &str, now: u64) -> Vec<location::Binding> {
-        self.location.lookup(user, now).into_iter().cloned().collect()
+        self.location
+            .lookup(user, now)
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     // ----- pulling work out -------------------------------------------------
@@ -272,7 +278,12 @@ impl Core {
         }
         if self.servers.len() >= self.cfg.limits.max_transactions {
             self.metrics.drop_reason("transaction_limit");
-            let resp = self.response(&msg, 503, "Service Unavailable", &[(HeaderName::RetryAfter, "5".into())]);
+            let resp = self.response(
+                &msg,
+                503,
+                "Service Unavailable",
+                &[(HeaderName::RetryAfter, "5".into())],
+            );
             self.metrics.response(503, "sent");
             self.transmit(flow, resp);
             return;
@@ -305,7 +316,9 @@ impl Core {
         let method = msg.method().cloned().unwrap_or(Method::Options);
         let for_us = route::request_uri_is_local(&self.cfg, &msg);
         // Max-Forwards 0: 483, except an OPTIONS aimed at the server itself.
-        if msg.max_forwards() == Some(0) && !(method == Method::Options && for_us && route::ruri_user(&msg).is_none()) {
+        if msg.max_forwards() == Some(0)
+            && !(method == Method::Options && for_us && route::ruri_user(&msg).is_none())
+        {
             return self.reply(now, &key, &msg, 483, "Too Many Hops", &[]);
         }
         match msg.request_uri().map(|u| u.scheme().to_ascii_lowercase()) {
@@ -318,7 +331,14 @@ impl Core {
             .collect();
         if !proxy_require.is_empty() {
             let unsupported = proxy_require.join(", ");
-            return self.reply(now, &key, &msg, 420, "Bad Extension", &[(HeaderName::Unsupported, unsupported)]);
+            return self.reply(
+                now,
+                &key,
+                &msg,
+                420,
+                "Bad Extension",
+                &[(HeaderName::Unsupported, unsupported)],
+            );
         }
         if route::is_loop(&self.cfg, &msg) {
             return self.reply(now, &key, &msg, 482, "Loop Detected", &[]);
@@ -344,7 +364,14 @@ impl Core {
         }
         if method == Method::Register {
             if let Some(unsupported) = unsupported_requires(&msg) {
-                return self.reply(now, &key, &msg, 420, "Bad Extension", &[(HeaderName::Unsupported, unsupported)]);
+                return self.reply(
+                    now,
+                    &key,
+                    &msg,
+                    420,
+                    "Bad Extension",
+                    &[(HeaderName::Unsupported, unsupported)],
+                );
             }
             return self.register(now, flow, key, msg);
         }
@@ -352,7 +379,14 @@ impl Core {
             return match method {
                 Method::Options => {
                     if let Some(unsupported) = unsupported_requires(&msg) {
-                        return self.reply(now, &key, &msg, 420, "Bad Extension", &[(HeaderName::Unsupported, unsupported)]);
+                        return self.reply(
+                            now,
+                            &key,
+                            &msg,
+                            420,
+                            "Bad Extension",
+                            &[(HeaderName::Unsupported, unsupported)],
+                        );
                     }
                     let extra = [
                         (HeaderName::Allow, crate::proxy::ALLOW.to_string()),
@@ -394,7 +428,10 @@ impl Core {
             b = b.header(*n, v);
         }
         if self.cfg.server_header {
-            b = b.header(HeaderName::Server, concat!("hardline/", env!("CARGO_PKG_VERSION")));
+            b = b.header(
+                HeaderName::Server,
+                concat!("hardline/", env!("CARGO_PKG_VERSION")),
+            );
         }
         b.build().unwrap_or_else(|e| {
             warn!(code, error = %e, "cannot build response");
@@ -416,7 +453,14 @@ impl Core {
         self.send_on_server(now, key, code, bytes, "sent");
     }
 
-    pub(crate) fn send_on_server(&mut self, now: Now, key: &ServerKey, code: u16, bytes: Bytes, origin: &'static str) {
+    pub(crate) fn send_on_server(
+        &mut self,
+        now: Now,
+        key: &ServerKey,
+        code: u16,
+        bytes: Bytes,
+        origin: &'static str,
+    ) {
         let Some(e) = self.servers.get_mut(key) else {
             return;
         };
@@ -531,13 +575,18 @@ impl Core {
                     let n = self.location.expire(now.unix);
                     if n > 0 {
                         debug!(expired = n, "registrations expired");
-                        self.metrics.registrations_active.set(self.location.count() as i64);
+                        self.metrics
+                            .registrations_active
+                            .set(self.location.count() as i64);
                     }
-                    self.timers.schedule(TimerKey::Expire, now.mono + EXPIRE_EVERY);
+                    self.timers
+                        .schedule(TimerKey::Expire, now.mono + EXPIRE_EVERY);
                 }
             }
         }
-        self.metrics.transactions_active.set((self.servers.len() + self.clients.len()) as i64);
+        self.metrics
+            .transactions_active
+            .set((self.servers.len() + self.clients.len()) as i64);
     }
 
     // ----- store results ----------------------------------------------------
@@ -557,7 +606,9 @@ impl Core {
             self.metrics.register("store_failed");
             self.send_on_server(now, &p.key, 500, p.fail_response, "sent");
         }
-        self.metrics.registrations_active.set(self.location.count() as i64);
+        self.metrics
+            .registrations_active
+            .set(self.location.count() as i64);
     }
 
     pub(crate) fn insert_client(&mut self, now: Now, key: ClientKey, entry: ClientEntry) {
@@ -593,10 +644,15 @@ pub(crate) fn server_key(msg: &Message) -> Option<ServerKey> {
         None => route::host_str(&via.host),
     };
     match via.branch() {
-        Some(b) if sip::transaction::is_rfc3261_branch(b) => Some(ServerKey::rfc3261(b, &sent_by, &method)),
+        Some(b) if sip::transaction::is_rfc3261_branch(b) => {
+            Some(ServerKey::rfc3261(b, &sent_by, &method))
+        }
         _ => {
             let cseq = msg.cseq().clone();
-            let from_tag = msg.from().and_then(|f| f.tag().map(|t| t.to_string())).unwrap_or_default();
+            let from_tag = msg
+                .from()
+                .and_then(|f| f.tag().map(|t| t.to_string()))
+                .unwrap_or_default();
             let top = msg.header_values(HeaderName::Via).next().unwrap_or("");
             Some(ServerKey::rfc2543(
                 msg.request_uri_str().unwrap_or(""),

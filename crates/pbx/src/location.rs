@@ -40,7 +40,7 @@ impl Location {
             .get(user)
             .map(|b| b.iter().filter(|b| b.expires_at > now).collect())
             .unwrap_or_default();
-        v.sort_by(|a, b| b.q.cmp(&a.q));
+        v.sort_by_key(|b| std::cmp::Reverse(b.q));
         v
     }
 
@@ -53,7 +53,9 @@ impl Location {
         let old = if bindings.is_empty() {
             self.by_user.remove(user).unwrap_or_default()
         } else {
-            self.by_user.insert(user.to_string(), bindings).unwrap_or_default()
+            self.by_user
+                .insert(user.to_string(), bindings)
+                .unwrap_or_default()
         };
         self.recount();
         old
@@ -105,7 +107,9 @@ impl Location {
                 expires_at: r.expires_at.max(0) as u64,
                 call_id: r.call_id,
                 cseq: r.cseq,
-                q: r.q.map(|q| (q.clamp(0.0, 1.0) * 1000.0).round() as u16).unwrap_or(1000),
+                q: r.q
+                    .map(|q| (q.clamp(0.0, 1.0) * 1000.0).round() as u16)
+                    .unwrap_or(1000),
                 source: Flow {
                     transport,
                     local,

@@ -76,7 +76,11 @@ impl Metrics {
             registrations_active: Gauge::default(),
             calls_proxied: Counter::default(),
         };
-        registry.register("sip_requests", "SIP requests received, by method", m.requests.clone());
+        registry.register(
+            "sip_requests",
+            "SIP requests received, by method",
+            m.requests.clone(),
+        );
         registry.register(
             "sip_responses",
             "SIP responses sent, by code and origin",
@@ -122,8 +126,14 @@ impl Metrics {
     }
 
     pub fn response(&self, code: u16, origin: &'static str) {
-        let code = if (100..=699).contains(&code) { code as u32 } else { 0 };
-        self.responses.get_or_create(&ResponseLabel { code, origin }).inc();
+        let code = if (100..=699).contains(&code) {
+            code as u32
+        } else {
+            0
+        };
+        self.responses
+            .get_or_create(&ResponseLabel { code, origin })
+            .inc();
     }
 
     pub fn drop_reason(&self, reason: &'static str) {

@@ -129,7 +129,10 @@ impl Core {
     /// The next hop of a routed request: the first Route, else the
     /// Request-URI; a registered contact is reached through its flow.
     fn next_hop(&self, msg: &Message, now: Now) -> Option<Flow> {
-        let first_route = msg.header_values(HeaderName::Route).next().map(str::to_string);
+        let first_route = msg
+            .header_values(HeaderName::Route)
+            .next()
+            .map(str::to_string);
         let uri_text = match &first_route {
             Some(r) => sip::header::NameAddr::parse(r).ok()?.uri.to_string(),
             None => msg.request_uri_str()?.to_string(),
@@ -167,8 +170,12 @@ impl Core {
             return;
         }
         let branch = route::new_branch(&msg, self.random());
-        if msg.set_header(HeaderName::MaxForwards, &(mf - 1).to_string()).is_err()
-            || msg.push_header_front(HeaderName::Via, &our_via(out, &branch)).is_err()
+        if msg
+            .set_header(HeaderName::MaxForwards, &(mf - 1).to_string())
+            .is_err()
+            || msg
+                .push_header_front(HeaderName::Via, &our_via(out, &branch))
+                .is_err()
         {
             self.metrics.drop_reason("edit_failed");
             return;
@@ -186,7 +193,10 @@ impl Core {
         record_route: bool,
     ) {
         let invite = msg.method() == Some(&Method::Invite);
-        let method = msg.method().map(|m| m.as_str().to_string()).unwrap_or_default();
+        let method = msg
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
         if invite {
             self.reply(now, &key, &msg, 100, "Trying", &[]);
         }
@@ -205,13 +215,27 @@ impl Core {
         let mut clients = Vec::new();
         for (ruri, out) in targets {
             let branch = route::new_branch(&msg, self.random());
-            let Some(m) = self.branch_request(&msg, ruri.as_deref(), mf, record_route, &call_id, inbound, out, &branch)
-            else {
+            let Some(m) = self.branch_request(
+                &msg,
+                ruri.as_deref(),
+                mf,
+                record_route,
+                &call_id,
+                inbound,
+                out,
+                &branch,
+            ) else {
                 self.metrics.drop_reason("edit_failed");
                 continue;
             };
             let bytes = m.to_bytes();
-            let tx = ClientTransaction::new(invite, bytes, out.transport.is_reliable(), self.cfg.timers, now.mono);
+            let tx = ClientTransaction::new(
+                invite,
+                bytes,
+                out.transport.is_reliable(),
+                self.cfg.timers,
+                now.mono,
+            );
             let ckey = ClientKey::new(&branch, &method);
             ctx.branches.push(Branch {
                 key: ckey.clone(),
@@ -236,7 +260,8 @@ impl Core {
             }
         }
         if invite {
-            self.timers.schedule(TimerKey::TimerC(id), now.mono + TIMER_C);
+            self.timers
+                .schedule(TimerKey::TimerC(id), now.mono + TIMER_C);
         }
         for (ckey, tx, out) in clients {
             self.insert_client(
@@ -316,7 +341,8 @@ impl Core {
         if let Some(r) = ruri {
             m.set_request_uri(r).ok()?;
         }
-        m.set_header(HeaderName::MaxForwards, &mf.saturating_sub(1).to_string()).ok()?;
+        m.set_header(HeaderName::MaxForwards, &mf.saturating_sub(1).to_string())
+            .ok()?;
         if record_route {
             let inb = route::record_route(&self.cfg, call_id, inbound.transport, inbound.local);
             let outb = route::record_route(&self.cfg, call_id, out.transport, out.local);
@@ -326,7 +352,8 @@ impl Core {
             }
             m.push_header_front(HeaderName::RecordRoute, &outb).ok()?;
         }
-        m.push_header_front(HeaderName::Via, &our_via(out, branch)).ok()?;
+        m.push_header_front(HeaderName::Via, &our_via(out, branch))
+            .ok()?;
         Some(m)
     }
 
@@ -346,15 +373,27 @@ impl Core {
             local,
             remote,
         };
-        self.metrics.response(msg.status().unwrap_or(0), "forwarded");
+        self.metrics
+            .response(msg.status().unwrap_or(0), "forwarded");
         self.transmit(flow, msg.to_bytes());
     }
 
     fn branch_index(&self, ctx: u64, key: &ClientKey) -> Option<usize> {
-        self.contexts.get(&ctx)?.branches.iter().position(|b| &b.key == key)
+        self.contexts
+            .get(&ctx)?
+            .branches
+            .iter()
+            .position(|b| &b.key == key)
     }
 
-    fn branch_response(&mut self, now: Now, ctx_id: u64, key: &ClientKey, mut msg: Message, code: u16) {
+    fn branch_response(
+        &mut self,
+        now: Now,
+        ctx_id: u64,
+        key: &ClientKey,
+        mut msg: Message,
+        code: u16,
+    ) {
         let Some(i) = self.branch_index(ctx_id, key) else {
             return;
         };
@@ -366,14 +405,19 @@ impl Core {
                 let b = &mut ctx.branches[i];
                 b.provisional = true;
                 let send_cancel = b.cancel_wanted && !b.cancel_sent;
-                (send_cancel, ctx.server.clone(), code > 100 && !ctx.final_sent)
+                (
+                    send_cancel,
+                    ctx.server.clone(),
+                    code > 100 && !ctx.final_sent,
+                )
             };
             if send_cancel {
                 self.send_cancel(now, ctx_id, i);
             }
             if code > 100 {
                 // Timer C restarts on every provisional (§16.7 step 2).
-                self.timers.schedule(TimerKey::TimerC(ctx_id), now.mono + TIMER_C);
+                self.timers
+                    .schedule(TimerKey::TimerC(ctx_id), now.mono + TIMER_C);
             }
             if forward {
                 let _ = msg.remove_first(HeaderName::Via);
@@ -498,7 +542,11 @@ impl Core {
     /// CANCEL for one branch (§9.1): same Request-URI, Call-ID, From, To,
     /// CSeq number and top Via as the request it cancels.
     fn send_cancel(&mut self, now: Now, ctx_id: u64, i: usize) {
-        let Some(b) = self.contexts.get_mut(&ctx_id).and_then(|c| c.branches.get_mut(i)) else {
+        let Some(b) = self
+            .contexts
+            .get_mut(&ctx_id)
+            .and_then(|c| c.branches.get_mut(i))
+        else {
             return;
         };
         b.cancel_sent = true;
@@ -507,11 +555,21 @@ impl Core {
         };
         let branch = b.key.branch.clone();
         let flow = b.flow;
-        let tx = ClientTransaction::new(false, bytes, flow.transport.is_reliable(), self.cfg.timers, now.mono);
+        let tx = ClientTransaction::new(
+            false,
+            bytes,
+            flow.transport.is_reliable(),
+            self.cfg.timers,
+            now.mono,
+        );
         self.insert_client(
             now,
             ClientKey::new(&branch, "CANCEL"),
-            ClientEntry { tx, flow, ctx: None },
+            ClientEntry {
+                tx,
+                flow,
+                ctx: None,
+            },
         );
     }
 
@@ -525,7 +583,10 @@ impl Core {
 
     pub(crate) fn on_cancel(&mut self, now: Now, key: &ServerKey, msg: &Message) {
         let target = key.cancel_target();
-        let ctx = target.as_ref().and_then(|t| self.servers.get(t)).map(|e| e.ctx);
+        let ctx = target
+            .as_ref()
+            .and_then(|t| self.servers.get(t))
+            .map(|e| e.ctx);
         match ctx {
             None => self.reply(now, key, msg, 481, "Call/Transaction Does Not Exist", &[]),
             Some(c) => {
@@ -617,7 +678,11 @@ fn our_via(out: Flow, branch: &str) -> String {
 /// RFC 3581 / §18.2.1: record where the request really came from in its top
 /// Via, so responses relayed statelessly find the way back.
 fn mark_received(msg: &mut Message, inbound: Flow) {
-    let Some(top) = msg.header_values(HeaderName::Via).next().map(str::to_string) else {
+    let Some(top) = msg
+        .header_values(HeaderName::Via)
+        .next()
+        .map(str::to_string)
+    else {
         return;
     };
     let Ok(via) = sip::header::Via::parse(&top) else {
@@ -635,7 +700,9 @@ fn mark_received(msg: &mut Message, inbound: Flow) {
     }
     if v != top.trim() {
         let mut edited = msg.clone();
-        if edited.remove_first(HeaderName::Via).is_ok() && edited.push_header_front(HeaderName::Via, &v).is_ok() {
+        if edited.remove_first(HeaderName::Via).is_ok()
+            && edited.push_header_front(HeaderName::Via, &v).is_ok()
+        {
             *msg = edited;
         }
     }
@@ -671,13 +738,19 @@ fn build_like(req: &Message, method: Method, to: Option<&str>) -> Option<Bytes> 
         .header(HeaderName::From, req.header(HeaderName::From)?)
         .header(HeaderName::To, to.or(req.header(HeaderName::To))?)
         .header(HeaderName::CallId, req.call_id())
-        .header(HeaderName::CSeq, &format!("{} {}", cseq.seq, method.as_str()));
+        .header(
+            HeaderName::CSeq,
+            &format!("{} {}", cseq.seq, method.as_str()),
+        );
     b.build().ok()
 }
 
 /// Removes the Proxy-Authorization lines addressed to our realm.
 fn strip_our_credentials(msg: &mut Message, realm: &str) {
-    let lines: Vec<String> = msg.header_values(HeaderName::ProxyAuthorization).map(str::to_string).collect();
+    let lines: Vec<String> = msg
+        .header_values(HeaderName::ProxyAuthorization)
+        .map(str::to_string)
+        .collect();
     if lines.is_empty() {
         return;
     }
@@ -689,4 +762,3 @@ fn strip_our_credentials(msg: &mut Message, realm: &str) {
         }
     }
 }
-

@@ -27,7 +27,10 @@ impl Core {
         } else {
             HeaderName::Authorization
         };
-        let method = msg.method().map(|m| m.as_str().to_string()).unwrap_or_default();
+        let method = msg
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
         let ruri = msg.request_uri_str().unwrap_or("").to_string();
         let mut stale = false;
         for value in msg.header_values(name) {
@@ -41,10 +44,13 @@ impl Core {
                 self.metrics.auth("uri_mismatch");
                 continue;
             }
-            let ha1 = self.users.get(creds.username.as_ref()).map(|u| match creds.algorithm {
-                sip::auth::Algorithm::Md5 => u.ha1_md5.clone(),
-                sip::auth::Algorithm::Sha256 => u.ha1_sha256.clone(),
-            });
+            let ha1 = self
+                .users
+                .get(creds.username.as_ref())
+                .map(|u| match creds.algorithm {
+                    sip::auth::Algorithm::Md5 => u.ha1_md5.clone(),
+                    sip::auth::Algorithm::Sha256 => u.ha1_sha256.clone(),
+                });
             let outcome = self.verifier.check(
                 &creds,
                 &method,
@@ -74,7 +80,12 @@ impl Core {
 
     /// One challenge per configured algorithm, in the configured order,
     /// sharing one fresh nonce; identical for every user.
-    pub(crate) fn challenge_headers(&mut self, now: Now, proxy: bool, stale: bool) -> Vec<(HeaderName<'static>, String)> {
+    pub(crate) fn challenge_headers(
+        &mut self,
+        now: Now,
+        proxy: bool,
+        stale: bool,
+    ) -> Vec<(HeaderName<'static>, String)> {
         let salt = self.random().to_be_bytes();
         let nonce = self.verifier.nonces().issue(now.unix, salt);
         let name = if proxy {
@@ -85,7 +96,12 @@ impl Core {
         self.cfg
             .auth_algorithms
             .iter()
-            .map(|a| (name, sip::auth::challenge(*a, &self.cfg.domain, &nonce, stale, None)))
+            .map(|a| {
+                (
+                    name,
+                    sip::auth::challenge(*a, &self.cfg.domain, &nonce, stale, None),
+                )
+            })
             .collect()
     }
 
@@ -160,10 +176,19 @@ impl Core {
                 if expires != 0 && expires < self.cfg.min_expires {
                     let min = self.cfg.min_expires.to_string();
                     self.metrics.register("interval_too_brief");
-                    return self.reply(now, &key, &msg, 423, "Interval Too Brief", &[(HeaderName::MinExpires, min)]);
+                    return self.reply(
+                        now,
+                        &key,
+                        &msg,
+                        423,
+                        "Interval Too Brief",
+                        &[(HeaderName::MinExpires, min)],
+                    );
                 }
                 let expires = expires.min(self.cfg.max_expires);
-                let existing = bindings.iter().position(|b| location::contact_uri_eq(&b.contact, &uri));
+                let existing = bindings
+                    .iter()
+                    .position(|b| location::contact_uri_eq(&b.contact, &uri));
                 if let Some(i) = existing {
                     if bindings[i].call_id == call_id && bindings[i].cseq >= cseq {
                         // RFC 3261 §10.3 step 7: an out-of-order update fails.
@@ -228,7 +253,9 @@ impl Core {
             &[(HeaderName::RetryAfter, "5".to_string())],
         );
         let undo = self.location.replace(&user, bindings);
-        self.metrics.registrations_active.set(self.location.count() as i64);
+        self.metrics
+            .registrations_active
+            .set(self.location.count() as i64);
         let id = self.new_id();
         self.pending.insert(
             id,
@@ -249,7 +276,11 @@ impl Core {
             .map(|b| {
                 (
                     HeaderName::Contact,
-                    format!("<{}>;expires={}", b.contact, b.expires_at.saturating_sub(now.unix)),
+                    format!(
+                        "<{}>;expires={}",
+                        b.contact,
+                        b.expires_at.saturating_sub(now.unix)
+                    ),
                 )
             })
             .collect();
@@ -276,7 +307,9 @@ fn behind_nat(msg: &Message, flow: &Flow) -> bool {
 /// RFC 1123 date for the Date header of REGISTER responses.
 pub(crate) fn http_date(unix: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = unix / 86_400;
     let secs = unix % 86_400;
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);

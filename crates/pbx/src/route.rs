@@ -41,9 +41,9 @@ pub fn is_our_host(cfg: &CoreConfig, host: &Host<'_>, port: Option<u16>) -> bool
                 return false;
             };
             let port = port.unwrap_or(5060);
-            cfg.local_addrs.iter().any(|(_, a)| {
-                a.port() == port && (a.ip() == ip || a.ip().is_unspecified())
-            })
+            cfg.local_addrs
+                .iter()
+                .any(|(_, a)| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()))
         }
     }
 }
@@ -102,8 +102,12 @@ fn hex(c: u8) -> Option<u8> {
 pub fn loop_hash(msg: &Message) -> u32 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     msg.request_uri_str().unwrap_or("").hash(&mut h);
-    msg.from().and_then(|f| f.tag().map(str::to_string)).hash(&mut h);
-    msg.to().and_then(|f| f.tag().map(str::to_string)).hash(&mut h);
+    msg.from()
+        .and_then(|f| f.tag().map(str::to_string))
+        .hash(&mut h);
+    msg.to()
+        .and_then(|f| f.tag().map(str::to_string))
+        .hash(&mut h);
     msg.call_id().hash(&mut h);
     msg.cseq().seq.hash(&mut h);
     for v in msg.header_values(HeaderName::ProxyRequire) {
@@ -133,7 +137,8 @@ pub fn is_loop(cfg: &CoreConfig, msg: &Message) -> bool {
 }
 
 fn mac(cfg: &CoreConfig, call_id: &str) -> String {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&cfg.secret).expect("HMAC takes any key length");
+    let mut m =
+        <Hmac<Sha256> as Mac>::new_from_slice(&cfg.secret).expect("HMAC takes any key length");
     m.update(b"record-route\0");
     m.update(call_id.as_bytes());
     let out = m.finalize().into_bytes();
@@ -142,7 +147,12 @@ fn mac(cfg: &CoreConfig, call_id: &str) -> String {
 
 /// Our Record-Route value for `local`, carrying a MAC of the Call-ID so that
 /// only dialogs we record-routed can be relayed through us later.
-pub fn record_route(cfg: &CoreConfig, call_id: &str, transport: Transport, local: SocketAddr) -> String {
+pub fn record_route(
+    cfg: &CoreConfig,
+    call_id: &str,
+    transport: Transport,
+    local: SocketAddr,
+) -> String {
     let host = match local.ip() {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
@@ -192,11 +202,16 @@ pub fn consume_own_routes(cfg: &CoreConfig, msg: &mut Message) -> Result<bool, (
         _ => false,
     };
     if ruri_is_our_rr {
-        let ok = msg.request_uri().is_some_and(|u| route_mac_ok(cfg, &u, &call_id));
+        let ok = msg
+            .request_uri()
+            .is_some_and(|u| route_mac_ok(cfg, &u, &call_id));
         if !ok {
             return Err(());
         }
-        let routes: Vec<String> = msg.header_values(HeaderName::Route).map(str::to_string).collect();
+        let routes: Vec<String> = msg
+            .header_values(HeaderName::Route)
+            .map(str::to_string)
+            .collect();
         let Some(last) = routes.last() else {
             return Err(());
         };
@@ -211,7 +226,11 @@ pub fn consume_own_routes(cfg: &CoreConfig, msg: &mut Message) -> Result<bool, (
     }
     let mut consumed = false;
     for _ in 0..2 {
-        let Some(first) = msg.header_values(HeaderName::Route).next().map(str::to_string) else {
+        let Some(first) = msg
+            .header_values(HeaderName::Route)
+            .next()
+            .map(str::to_string)
+        else {
             break;
         };
         let Ok(na) = sip::header::NameAddr::parse(&first) else {

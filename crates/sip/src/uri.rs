@@ -406,8 +406,10 @@ impl<'a> SipUri<'a> {
                 _ => return false,
             }
         }
-        for (n, v) in self.params.iter() {
-            if let Some(w) = o.params.get(n) {
+        for (n, _) in self.params.iter() {
+            // First occurrence wins on both sides, so a URI with a repeated
+            // parameter still equals itself.
+            if let (Some(v), Some(w)) = (self.params.get(n), o.params.get(n)) {
                 if !opt_eq(v, w, true) {
                     return false;
                 }
@@ -808,6 +810,9 @@ mod tests {
         ));
         assert!(!eq("sip:a@b", "sips:a@b"));
         assert!(eq("sip:[::1]", "sip:[0:0::1]"));
+        // Repeated parameter: still reflexive (fuzz finding).
+        let dup = "sip:h;a=1;a=2";
+        assert!(eq(dup, dup));
     }
 
     #[test]

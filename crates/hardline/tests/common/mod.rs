@@ -17,7 +17,10 @@ pub fn bin() -> &'static str {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn scenario(name: &str) -> PathBuf {
@@ -144,7 +147,10 @@ impl Server {
                 }
             }
         }
-        panic!("hardline did not answer OPTIONS in time; log:\n{}", self.log_text());
+        panic!(
+            "hardline did not answer OPTIONS in time; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -207,7 +213,10 @@ impl Server {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(SocketAddr::from(([127, 0, 0, 1], self.metrics_port)), "/metrics")
+        http_get(
+            SocketAddr::from(([127, 0, 0, 1], self.metrics_port)),
+            "/metrics",
+        )
     }
 }
 
@@ -228,7 +237,11 @@ impl Drop for Server {
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -320,7 +333,14 @@ impl Sipp {
             if let Ok(rd) = std::fs::read_dir(&self.dir) {
                 for f in rd.flatten() {
                     let txt = std::fs::read_to_string(f.path()).unwrap_or_default();
-                    let tail: String = txt.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
+                    let tail: String = txt
+                        .chars()
+                        .rev()
+                        .take(6000)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
                     logs.push_str(&format!("--- {}\n{}\n", f.path().display(), tail));
                 }
             }
@@ -340,8 +360,19 @@ pub fn sipp_run(server: &Server, name: &str, scenario_file: &str, transport: &st
 }
 
 /// Registers `user` with Contact `contact` (host:port) via SIPp.
-pub fn register(server: &Server, user: &str, contact: &str, ctransport: &str, transport: &str, expires: u32) {
-    let csv = users_csv(&server.dir, &format!("reg-{user}.csv"), &[(user, &password(user), "")]);
+pub fn register(
+    server: &Server,
+    user: &str,
+    contact: &str,
+    ctransport: &str,
+    transport: &str,
+    expires: u32,
+) {
+    let csv = users_csv(
+        &server.dir,
+        &format!("reg-{user}.csv"),
+        &[(user, &password(user), "")],
+    );
     let csv = csv.to_string_lossy().into_owned();
     let exp = expires.to_string();
     sipp_run(
@@ -350,8 +381,21 @@ pub fn register(server: &Server, user: &str, contact: &str, ctransport: &str, tr
         "reg.xml",
         transport,
         &[
-            "-inf", &csv, "-m", "1", "-key", "contact", contact, "-key", "ctransport", ctransport,
-            "-key", "expires", &exp, "-auth_uri", DOMAIN,
+            "-inf",
+            &csv,
+            "-m",
+            "1",
+            "-key",
+            "contact",
+            contact,
+            "-key",
+            "ctransport",
+            ctransport,
+            "-key",
+            "expires",
+            &exp,
+            "-auth_uri",
+            DOMAIN,
         ],
     );
 }
