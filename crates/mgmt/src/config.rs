@@ -1456,7 +1456,7 @@ max_contacts_per_user = 10
 # max_headers = 96                   # header lines per message, 1..=1000
 # max_header_bytes = 8192            # one header line, 64..=65536
 # max_body_bytes = 32768             # message body, 1..=1048576
-# max_via = 32                       # Via values per message, 1..=100
+# max_via = 64                       # Via values per message, 1..=100
 # max_route = 32                     # Route (and Record-Route) values, 1..=100
 # max_contacts = 16                  # Contact values per message, 1..=100
 # max_uri_bytes = 2048               # one URI, 32..=8192

@@ -212,6 +212,7 @@ impl Core {
     pub fn handle_input(&mut self, now: Now, flow: Flow, data: Bytes) {
         let msg = match sip::parse::parse_datagram(data.clone(), &self.cfg.limits) {
             Ok(m) => m,
+            Err(sip::parse::ParseError::KeepAlive) => return,
             Err(e) => {
                 self.metrics.drop_reason("parse_error");
                 debug!(remote = %flow.remote, error = %e, "unparsable message");
