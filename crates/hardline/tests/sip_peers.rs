@@ -542,7 +542,7 @@ fn user_cli_adds_lists_and_removes() {
 #[test]
 fn first_start_on_embedded_defaults() {
     let home = temp_dir("home");
-    let mut child = std::process::Command::new(bin())
+    let child = std::process::Command::new(bin())
         .arg("serve")
         .env("HARDLINE_HOME", &home)
         .stdout(std::process::Stdio::piped())
