@@ -363,32 +363,21 @@ impl Core {
         if !for_us {
             return self.reply(now, &key, &msg, 403, "Relaying Denied", &[]);
         }
-        if method == Method::Register {
+        // Requests we answer ourselves (as a UA) must not Require anything:
+        // we support no extensions yet (RFC 3261 §8.2.2.3).
+        let no_user = route::ruri_user(&msg).is_none();
+        if method == Method::Register || (no_user && method == Method::Options) {
             if let Some(unsupported) = unsupported_requires(&msg) {
-                return self.reply(
-                    now,
-                    &key,
-                    &msg,
-                    420,
-                    "Bad Extension",
-                    &[(HeaderName::Unsupported, unsupported)],
-                );
+                let extra = [(HeaderName::Unsupported, unsupported)];
+                return self.reply(now, &key, &msg, 420, "Bad Extension", &extra);
             }
+        }
+        if method == Method::Register {
             return self.register(now, flow, key, msg);
         }
-        if route::ruri_user(&msg).is_none() {
+        if no_user {
             return match method {
                 Method::Options => {
-                    if let Some(unsupported) = unsupported_requires(&msg) {
-                        return self.reply(
-                            now,
-                            &key,
-                            &msg,
-                            420,
-                            "Bad Extension",
-                            &[(HeaderName::Unsupported, unsupported)],
-                        );
-                    }
                     let extra = [
                         (HeaderName::Allow, crate::proxy::ALLOW.to_string()),
                         (HeaderName::Accept, "application/sdp".to_string()),

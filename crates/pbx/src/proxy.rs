@@ -108,7 +108,12 @@ impl Core {
         if b.use_source {
             return Some(b.source);
         }
-        let uri = sip::uri::Uri::parse(&b.contact).ok()?;
+        self.uri_flow(&b.contact)
+    }
+
+    /// The flow towards a SIP URI with an IP-literal host (no DNS yet).
+    fn uri_flow(&self, uri_text: &str) -> Option<Flow> {
+        let uri = sip::uri::Uri::parse(uri_text).ok()?;
         let (transport, remote) = route::resolve(&uri)?;
         let local = route::local_for(&self.cfg, transport, remote)?;
         Some(Flow {
@@ -142,14 +147,7 @@ impl Core {
                 return Some(f);
             }
         }
-        let uri = sip::uri::Uri::parse(&uri_text).ok()?;
-        let (transport, remote) = route::resolve(&uri)?;
-        let local = route::local_for(&self.cfg, transport, remote)?;
-        Some(Flow {
-            transport,
-            local,
-            remote,
-        })
+        self.uri_flow(&uri_text)
     }
 
     /// ACK for a 2xx: no transaction, relayed along the route set.
