@@ -521,11 +521,7 @@ impl<'a> Uri<'a> {
         match (self, other) {
             (Uri::Sip(a), Uri::Sip(b)) => a.equivalent(b),
             (Uri::Tel(a), Uri::Tel(b)) => {
-                decoded_eq(a.number, b.number, true)
-                    && a.params.iter().count() == b.params.iter().count()
-                    && a.params
-                        .iter()
-                        .all(|(n, v)| b.params.get(n).is_some_and(|w| opt_eq(v, w, true)))
+                decoded_eq(a.number, b.number, true) && tel_params_eq(&a.params, &b.params)
             }
             (
                 Uri::Other { scheme: s, rest: r },
@@ -537,6 +533,26 @@ impl<'a> Uri<'a> {
             _ => false,
         }
     }
+}
+
+/// The same parameters in any order, each matched once: a name may repeat
+/// with different values, so a lookup by name alone is not enough.
+fn tel_params_eq(a: &Params<'_>, b: &Params<'_>) -> bool {
+    let theirs: Vec<(&str, Option<&str>)> = b.iter().collect();
+    let mut used = vec![false; theirs.len()];
+    let mut mine = 0;
+    for (n, v) in a.iter() {
+        mine += 1;
+        let hit = theirs
+            .iter()
+            .enumerate()
+            .position(|(i, (m, w))| !used[i] && decoded_eq(n, m, true) && opt_eq(v, *w, true));
+        match hit {
+            Some(i) => used[i] = true,
+            None => return false,
+        }
+    }
+    mine == theirs.len()
 }
 
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
@@ -677,6 +693,20 @@ pub(crate) fn token_ok(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tel_with_repeated_params_equals_itself() {
+        // Found by the fuzzer: a repeated name with different values.
+        let u = Uri::parse("tEL:);++=++;++=++(h:5:").unwrap();
+        let printed = u.to_string();
+        let again = Uri::parse(&printed).unwrap();
+        assert!(u.equivalent(&again) && again.equivalent(&u));
+        let a = Uri::parse("tel:+1;a=1;a=2").unwrap();
+        let b = Uri::parse("tel:+1;a=2;a=1").unwrap();
+        let c = Uri::parse("tel:+1;a=1;a=1").unwrap();
+        assert!(a.equivalent(&b));
+        assert!(!a.equivalent(&c));
+    }
+
     use super::*;
 
     fn sip(s: &str) -> SipUri<'_> {
