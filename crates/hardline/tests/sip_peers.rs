@@ -418,11 +418,7 @@ fn check_config_lists_every_problem() {
         "[sip]\nlisten = [\"foo\"]\ndomain = \"\"\n[storage]\npathh = \"x\"\n[[extensions]]\nuser = \"1000\"\npassword = \"short\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let out = check_config(&p);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -440,11 +436,7 @@ fn check_config_lists_every_problem() {
         "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"example.test\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = check_config(&good);
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -575,10 +567,6 @@ fn first_start_on_embedded_defaults() {
         !cfg.contains("password ="),
         "only hashes are written:\n{cfg}"
     );
-    let check = std::process::Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(home.join("hardline.toml"))
-        .output()
-        .unwrap();
+    let check = check_config(&home.join("hardline.toml"));
     assert!(check.status.success(), "{check:?}");
 }

@@ -399,3 +399,12 @@ pub fn register(
         ],
     );
 }
+
+/// Runs `hardline check-config --config path`.
+pub fn check_config(path: &Path) -> Output {
+    Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
