@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of hardline: formatting, clippy, unit and integration
-# tests (the real binary driven by SIPp and our own clients, the RFC 4475
+# tests (the real binary driven by SIPp, baresip and our own clients, the RFC 4475
 # corpus), and a fuzz smoke run of each cargo-fuzz target.
 #
 # Peers the tests need are installed from Debian when missing (as root);
@@ -11,6 +11,9 @@ cd "$root"
 
 need_pkgs=()
 command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
+# baresip-core holds the binary and every module the softphone test loads
+# (the `baresip` metapackage would add GUI and sound stacks it does not need).
+command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip-core)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing test peers: ${need_pkgs[*]}"

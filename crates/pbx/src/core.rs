@@ -353,7 +353,7 @@ impl Core {
                 return self.reply(now, &key, &msg, 403, "Forbidden", &[]);
             }
         };
-        if routed {
+        if routed == route::OwnRoutes::Dialog {
             return self.proxy_in_dialog(now, flow, key, msg);
         }
         if msg.header(HeaderName::Route).is_some() {

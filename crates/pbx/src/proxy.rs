@@ -153,7 +153,7 @@ impl Core {
     /// ACK for a 2xx: no transaction, relayed along the route set.
     pub(crate) fn proxy_ack(&mut self, now: Now, _flow: Flow, mut msg: Message) {
         match route::consume_own_routes(&self.cfg, &mut msg) {
-            Ok(true) => {}
+            Ok(route::OwnRoutes::Dialog) => {}
             _ => {
                 self.metrics.drop_reason("stray_ack");
                 return;

@@ -190,11 +190,23 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Removes our own Route entries (RFC 3261 §16.4). `Ok(true)`: the request
-/// was routed through us by a dialog we record-routed (MAC verified) and
-/// must be relayed onwards; `Ok(false)`: no Route of ours; `Err`: a Route
-/// names us but its MAC is wrong (a forged route set: refuse).
-pub fn consume_own_routes(cfg: &CoreConfig, msg: &mut Message) -> Result<bool, ()> {
+/// What [`consume_own_routes`] found at the top of the route set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnRoutes {
+    /// No Route entry of ours.
+    None,
+    /// Only a pre-loaded route to us, as a phone configured with us as its
+    /// outbound proxy sends (RFC 3261 §8.1.2): removed, and the request is
+    /// handled as if it had come without it.
+    Preloaded,
+    /// A Record-Route of ours with a valid MAC: an in-dialog request of a
+    /// dialog we record-routed, to be relayed along the rest of the set.
+    Dialog,
+}
+
+/// Removes our own Route entries (RFC 3261 §16.4). `Err`: a Route names us
+/// with a MAC parameter that is wrong (a forged route set: refuse).
+pub fn consume_own_routes(cfg: &CoreConfig, msg: &mut Message) -> Result<OwnRoutes, ()> {
     let call_id = msg.call_id().to_string();
     // A strict router before us put our Record-Route URI in the Request-URI.
     let ruri_is_our_rr = match msg.request_uri() {
@@ -222,10 +234,12 @@ pub fn consume_own_routes(cfg: &CoreConfig, msg: &mut Message) -> Result<bool, (
         for r in keep {
             msg.append_header(HeaderName::Route, r).map_err(|_| ())?;
         }
-        return Ok(true);
+        return Ok(OwnRoutes::Dialog);
     }
-    let mut consumed = false;
-    for _ in 0..2 {
+    let mut found = OwnRoutes::None;
+    // Bounded: an outbound-proxy entry, then our two Record-Routes at most
+    // (one per transport when we bridge UDP and TCP).
+    for _ in 0..3 {
         let Some(first) = msg
             .header_values(HeaderName::Route)
             .next()
@@ -234,18 +248,23 @@ pub fn consume_own_routes(cfg: &CoreConfig, msg: &mut Message) -> Result<bool, (
             break;
         };
         let Ok(na) = sip::header::NameAddr::parse(&first) else {
-            return if consumed { Ok(true) } else { Ok(false) };
+            break;
         };
         if !route_is_ours(cfg, &na.uri) {
             break;
         }
-        if !route_mac_ok(cfg, &na.uri, &call_id) {
-            return Err(());
+        let has_mac = matches!(&na.uri, Uri::Sip(s) if s.params.get("hl").is_some());
+        if has_mac {
+            if !route_mac_ok(cfg, &na.uri, &call_id) {
+                return Err(());
+            }
+            found = OwnRoutes::Dialog;
+        } else if found == OwnRoutes::None {
+            found = OwnRoutes::Preloaded;
         }
         msg.remove_first(HeaderName::Route).map_err(|_| ())?;
-        consumed = true;
     }
-    Ok(consumed)
+    Ok(found)
 }
 
 fn strip_angle(s: &str) -> &str {
@@ -293,4 +312,92 @@ pub fn via_destination(via: &Via<'_>) -> Option<(Transport, SocketAddr)> {
         _ => via.port.unwrap_or(5060),
     };
     Some((transport, SocketAddr::new(ip, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sip::parse::parse_datagram;
+    use sip::Limits;
+
+    fn cfg() -> CoreConfig {
+        CoreConfig {
+            domain: "example.test".into(),
+            local_addrs: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
+            auth_algorithms: vec![sip::auth::Algorithm::Md5],
+            strict_digest_uri: false,
+            nonce_lifetime_secs: 300,
+            server_header: false,
+            timers: Default::default(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 600,
+            max_contacts: 5,
+            limits: Limits::default(),
+            secret: [7; 32],
+        }
+    }
+
+    fn bye(routes: &[&str]) -> Message {
+        let mut s = String::from(
+            "BYE sip:bob@192.0.2.9:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.8;branch=z9hG4bKx\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=a\r\n\
+             To: <sip:bob@example.test>;tag=b\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n",
+        );
+        for r in routes {
+            s.push_str(&format!("Route: {r}\r\n"));
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        parse_datagram(Bytes::from(s), &Limits::default()).unwrap()
+    }
+
+    fn our_rr(cfg: &CoreConfig, call_id: &str) -> String {
+        format!("<sip:127.0.0.1:5060;lr;hl={}>", mac(cfg, call_id))
+    }
+
+    #[test]
+    fn preloaded_outbound_route_is_removed_and_not_a_dialog() {
+        let c = cfg();
+        let mut m = bye(&["<sip:127.0.0.1:5060;lr>"]);
+        assert_eq!(consume_own_routes(&c, &mut m), Ok(OwnRoutes::Preloaded));
+        assert!(m.header(HeaderName::Route).is_none());
+    }
+
+    #[test]
+    fn preloaded_route_then_foreign_hop_leaves_the_foreign_hop() {
+        // The core refuses such a request as relaying: the foreign Route
+        // must still be there for it to see.
+        let c = cfg();
+        let mut m = bye(&["<sip:127.0.0.1:5060;lr>", "<sip:198.51.100.1;lr>"]);
+        assert_eq!(consume_own_routes(&c, &mut m), Ok(OwnRoutes::Preloaded));
+        assert_eq!(m.header(HeaderName::Route), Some("<sip:198.51.100.1;lr>"));
+    }
+
+    #[test]
+    fn record_route_with_valid_mac_is_a_dialog() {
+        let c = cfg();
+        let rr = our_rr(&c, "c1");
+        let mut m = bye(&["<sip:127.0.0.1:5060;lr>", &rr]);
+        assert_eq!(consume_own_routes(&c, &mut m), Ok(OwnRoutes::Dialog));
+        assert!(m.header(HeaderName::Route).is_none());
+    }
+
+    #[test]
+    fn record_route_with_wrong_mac_is_refused() {
+        let c = cfg();
+        let rr = our_rr(&c, "another-call");
+        let mut m = bye(&[&rr]);
+        assert_eq!(consume_own_routes(&c, &mut m), Err(()));
+        let mut m = bye(&["<sip:127.0.0.1:5060;lr;hl=00>"]);
+        assert_eq!(consume_own_routes(&c, &mut m), Err(()));
+    }
+
+    #[test]
+    fn foreign_top_route_is_left_alone() {
+        let c = cfg();
+        let mut m = bye(&["<sip:198.51.100.1;lr>"]);
+        assert_eq!(consume_own_routes(&c, &mut m), Ok(OwnRoutes::None));
+        assert!(m.header(HeaderName::Route).is_some());
+    }
 }

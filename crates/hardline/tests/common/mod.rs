@@ -84,11 +84,16 @@ pub fn default_users() -> Vec<&'static str> {
 impl Server {
     /// Writes a config for `users` plus `extra` TOML and starts the server.
     pub fn start(tag: &str, extra: &str) -> Server {
+        Server::start_with_sip(tag, "", extra)
+    }
+
+    /// Like [`Server::start`], with `sip_extra` added to the `[sip]` table.
+    pub fn start_with_sip(tag: &str, sip_extra: &str, extra: &str) -> Server {
         let dir = temp_dir(tag);
         let port = free_port();
         let metrics_port = free_port();
         let mut cfg = format!(
-            "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\ndomain = \"{DOMAIN}\"\n\n[storage]\npath = \"hardline.db\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
+            "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip_extra}\n[storage]\npath = \"hardline.db\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
         );
         cfg.push_str(extra);
         for u in default_users() {
