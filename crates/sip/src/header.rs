@@ -7,9 +7,7 @@
 use std::fmt;
 
 use crate::method::{is_token_byte, Method, MethodError};
-use crate::uri::{
-    find_unquoted, is_lws, parse_port, token_ok, trim_lws, Host, Params, Uri, UriError,
-};
+use crate::uri::{decoded_eq, is_lws, parse_port, token_ok, trim_lws, Host, Params, Uri, UriError};
 
 /// Why a header value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -55,14 +53,13 @@ macro_rules! known_headers {
             $( (HeaderName::$var, $name, $compact, $list), )*
         ];
 
-        impl<'a> HeaderName<'a> {
-            fn lookup_lower(lower: &[u8]) -> Option<HeaderName<'static>> {
-                Some(match lower {
-                    $( $lower => HeaderName::$var, )*
-                    _ => return None,
-                })
-            }
+        /// Lowercase full names, indexed by id.
+        const LOWER: &[&[u8]] = &[ $( $lower, )* ];
 
+        /// Compact forms, indexed by id.
+        const COMPACTS: &[Option<u8>] = &[ $( $compact, )* ];
+
+        impl<'a> HeaderName<'a> {
             /// Index into the known table; `u8::MAX` for `Other`.
             pub(crate) fn id(&self) -> u8 {
                 let mut _i = 0u8;
@@ -134,28 +131,172 @@ known_headers! {
     WwwAuthenticate = "WWW-Authenticate", b"www-authenticate", None, false;
 }
 
+/// Buckets of the full-name lookup table; see [`name_hash`].
+const BUCKETS: usize = 128;
+const BUCKET_LEN: usize = 4;
+
+/// Case-insensitive hash of a header name of 2 or more bytes: length,
+/// first and last byte, with ASCII letters folded (`| 0x20`).
+#[inline]
+const fn name_hash(b: &[u8]) -> usize {
+    let first = (b[0] | 0x20) as usize;
+    let last = (b[b.len() - 1] | 0x20) as usize;
+    (first * 3 + last * 7 + b.len() * 5) % BUCKETS
+}
+
+/// Header ids by [`name_hash`] of their lowercase full name (`u8::MAX`:
+/// empty slot). Built at compile time; an overfull bucket fails the build.
+static NAME_TABLE: [[u8; BUCKET_LEN]; BUCKETS] = {
+    let mut t = [[u8::MAX; BUCKET_LEN]; BUCKETS];
+    let mut id = 0;
+    while id < LOWER.len() {
+        let h = name_hash(LOWER[id]);
+        let mut k = 0;
+        while t[h][k] != u8::MAX {
+            k += 1;
+        }
+        t[h][k] = id as u8;
+        id += 1;
+    }
+    t
+};
+
+/// Which bytes a name of `len` (2..=24) is compared by: up to three
+/// (offset, width) little-endian loads that together cover every byte
+/// (they may overlap, and a width of 0 is an unused slot).
+const fn name_loads(len: usize) -> [(usize, usize); 3] {
+    if len >= 8 {
+        let third = if len > 16 { 8 } else { 0 };
+        [(0, 8), (len - 8, 8), (8, third)]
+    } else if len >= 4 {
+        [(0, 4), (len - 4, 4), (0, 0)]
+    } else {
+        [(0, 2), (len - 2, 2), (0, 0)]
+    }
+}
+
+/// A known name as words to compare loads against, with the `0x20` case
+/// bit set in `fold` wherever the name has a lowercase letter.
+#[derive(Clone, Copy)]
+struct NameKey {
+    word: [u64; 3],
+    fold: [u64; 3],
+}
+
+static NAME_KEYS: [NameKey; LOWER.len()] = {
+    let mut keys = [NameKey {
+        word: [0; 3],
+        fold: [0; 3],
+    }; LOWER.len()];
+    let mut id = 0;
+    while id < LOWER.len() {
+        let name = LOWER[id];
+        let loads = name_loads(name.len());
+        let mut j = 0;
+        while j < 3 {
+            let (at, n) = loads[j];
+            let mut k = 0;
+            while k < n {
+                let c = name[at + k];
+                keys[id].word[j] |= (c as u64) << (8 * k);
+                if c.is_ascii_lowercase() {
+                    keys[id].fold[j] |= 0x20 << (8 * k);
+                }
+                k += 1;
+            }
+            j += 1;
+        }
+        id += 1;
+    }
+    keys
+};
+
+#[inline]
+fn load(b: &[u8], at: usize, n: usize) -> u64 {
+    match n {
+        8 => b
+            .get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes),
+        4 => b
+            .get(at..at + 4)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, |w| u64::from(u32::from_le_bytes(w))),
+        2 => b
+            .get(at..at + 2)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, |w| u64::from(u16::from_le_bytes(w))),
+        _ => 0,
+    }
+}
+
+/// Header ids by compact-form byte, either case (`u8::MAX`: none).
+static COMPACT_TABLE: [u8; 256] = {
+    let mut t = [u8::MAX; 256];
+    let mut id = 0;
+    while id < COMPACTS.len() {
+        if let Some(c) = COMPACTS[id] {
+            t[c as usize] = id as u8;
+            t[c.to_ascii_uppercase() as usize] = id as u8;
+        }
+        id += 1;
+    }
+    t
+};
+
+/// `HeaderName::id()` of a wire name (full or compact form, any case);
+/// `u8::MAX` when unknown. This runs for every header line of every
+/// message, so it is a table lookup plus a few word compares: `x | 0x20 ==
+/// l` holds exactly for `x` in `{l, l - 32}` when `l` is a lowercase letter,
+/// which is `eq_ignore_ascii_case` against the lowercase name.
+#[inline]
+pub(crate) fn name_id(b: &[u8]) -> u8 {
+    match b.len() {
+        0 => u8::MAX,
+        1 => COMPACT_TABLE[b[0] as usize],
+        // No known name is longer.
+        len @ 2..=24 => {
+            let [(a0, n0), (a1, n1), (a2, n2)] = name_loads(len);
+            let got = [load(b, a0, n0), load(b, a1, n1), load(b, a2, n2)];
+            for &id in &NAME_TABLE[name_hash(b)] {
+                if id == u8::MAX {
+                    break;
+                }
+                let key = &NAME_KEYS[id as usize];
+                if LOWER[id as usize].len() == len
+                    && (got[0] | key.fold[0]) == key.word[0]
+                    && (got[1] | key.fold[1]) == key.word[1]
+                    && (got[2] | key.fold[2]) == key.word[2]
+                {
+                    return id;
+                }
+            }
+            u8::MAX
+        }
+        _ => u8::MAX,
+    }
+}
+
+/// `decoded_eq(n, want, true)` for a `want` that is lowercase with no `%`
+/// (the parameter names the parser looks up), cheaply in the common cases.
+#[inline]
+pub(crate) fn param_name_is(n: &str, want: &str) -> bool {
+    use std::cmp::Ordering;
+    match n.len().cmp(&want.len()) {
+        // Decoding never lengthens.
+        Ordering::Less => false,
+        // Equal lengths: any `%` would either shrink the decoded name or
+        // stay a literal `%` that `want` lacks, so only a plain match counts.
+        Ordering::Equal => n.eq_ignore_ascii_case(want),
+        Ordering::Greater => n.contains('%') && decoded_eq(n, want, true),
+    }
+}
+
 impl<'a> HeaderName<'a> {
     /// Maps a wire name (full or compact form, any case) to a header name.
     /// Does not validate: the message parser checks names are tokens.
     pub fn parse(name: &'a str) -> HeaderName<'a> {
-        let b = name.as_bytes();
-        if b.len() == 1 {
-            let c = b[0].to_ascii_lowercase();
-            if let Some(k) = KNOWN.iter().find(|k| k.2 == Some(c)) {
-                return k.0;
-            }
-            return HeaderName::Other(name);
-        }
-        let mut buf = [0u8; 24];
-        if b.len() <= buf.len() {
-            for (d, s) in buf.iter_mut().zip(b) {
-                *d = s.to_ascii_lowercase();
-            }
-            if let Some(h) = HeaderName::lookup_lower(&buf[..b.len()]) {
-                return h;
-            }
-        }
-        HeaderName::Other(name)
+        HeaderName::from_id(name_id(name.as_bytes())).unwrap_or(HeaderName::Other(name))
     }
 
     pub(crate) fn from_id(id: u8) -> Option<HeaderName<'static>> {
@@ -242,6 +383,12 @@ impl<'a> ValueSplit<'a> {
 
 pub(crate) fn top_level_comma(s: &str) -> Option<usize> {
     let b = s.as_bytes();
+    // Fast paths: no comma at all (the usual case), or a comma with no
+    // quote or `<` before it, which is at top level.
+    let comma = crate::uri::find_byte(b',', b)?;
+    if !b[..comma].iter().any(|&c| c == b'"' || c == b'<') {
+        return Some(comma);
+    }
     let mut i = 0;
     let mut inq = false;
     let mut angle = false;
@@ -302,9 +449,15 @@ fn quoted_end(s: &[u8]) -> Result<usize, HeaderError> {
     Err(HeaderError::UnterminatedQuote)
 }
 
-/// Validates a generic header parameter list (`*( SEMI generic-param )`).
-/// `s` must be empty/LWS or start (after LWS) with `;`.
-pub(crate) fn header_params(s: &str) -> Result<Params<'_>, HeaderError> {
+/// Validates a generic header parameter list (`*( SEMI generic-param )`);
+/// `s` must be empty/LWS or start (after LWS) with `;`. Also returns, in the
+/// same pass, the first occurrence of each of `names` (same matching as
+/// [`Params::get`]), so hot callers need not iterate the list again.
+pub(crate) fn header_params_find<'a>(
+    s: &'a str,
+    names: &[&str],
+    found: &mut [Option<Option<&'a str>>],
+) -> Result<Params<'a>, HeaderError> {
     let t = trim_lws(s);
     if t.is_empty() {
         return Ok(Params(""));
@@ -312,38 +465,65 @@ pub(crate) fn header_params(s: &str) -> Result<Params<'_>, HeaderError> {
     if !t.starts_with(';') {
         return Err(HeaderError::Trailing);
     }
-    let mut rest = &t[1..];
+    // One left-to-right scan. Each piece is `LWS token LWS [= LWS value]
+    // LWS` up to the next unquoted `;`; anything else is BadParam, checked
+    // name first, then value, piece by piece (the order of the errors of a
+    // split-then-check implementation).
+    let b = t.as_bytes();
+    let skip_lws = |mut i: usize| {
+        while i < b.len() && is_lws(b[i]) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = 1;
     loop {
-        let end = find_unquoted(rest, b';').unwrap_or(rest.len());
-        let piece = trim_lws(&rest[..end]);
-        let (n, v) = match memchr::memchr(b'=', piece.as_bytes()) {
-            Some(eq) => (trim_lws(&piece[..eq]), Some(trim_lws(&piece[eq + 1..]))),
-            None => (piece, None),
-        };
-        if !token_ok(n) {
+        let ns = skip_lws(i);
+        let mut ne = ns;
+        while ne < b.len() && is_token_byte(b[ne]) {
+            ne += 1;
+        }
+        if ne == ns {
             return Err(HeaderError::BadParam);
         }
-        if let Some(v) = v {
-            let vb = v.as_bytes();
-            if vb.first() == Some(&b'"') {
-                if quoted_end(vb)? != vb.len() {
+        i = skip_lws(ne);
+        let mut value = None;
+        if b.get(i) == Some(&b'=') {
+            let vs = skip_lws(i + 1);
+            let ve = if b.get(vs) == Some(&b'"') {
+                vs + quoted_end(&b[vs..])?
+            } else {
+                let mut ve = vs;
+                while ve < b.len() && PARAM_VALUE[b[ve] as usize] {
+                    ve += 1;
+                }
+                if ve == vs {
                     return Err(HeaderError::BadParam);
                 }
-            } else if vb.is_empty()
-                || !vb
-                    .iter()
-                    .all(|&c| is_token_byte(c) || matches!(c, b'[' | b']' | b':'))
-            {
-                return Err(HeaderError::BadParam);
+                ve
+            };
+            value = Some(&t[vs..ve]);
+            i = skip_lws(ve);
+        }
+        match b.get(i) {
+            None | Some(b';') => {}
+            Some(_) => return Err(HeaderError::BadParam),
+        }
+        let name = &t[ns..ne];
+        for (want, slot) in names.iter().zip(found.iter_mut()) {
+            if slot.is_none() && param_name_is(name, want) {
+                *slot = Some(value);
             }
         }
-        if end == rest.len() {
-            break;
+        if i == b.len() {
+            return Ok(Params(t));
         }
-        rest = &rest[end + 1..];
+        i += 1;
     }
-    Ok(Params(t))
 }
+
+/// Unquoted parameter value bytes: token plus the IPv6 reference characters.
+static PARAM_VALUE: [bool; 256] = crate::method::byte_table(b"-.!%*_+`'~[]:");
 
 /// Strict unsigned decimal (digits only, surrounding LWS allowed).
 pub fn parse_u32(s: &str) -> Result<u32, HeaderError> {
@@ -403,7 +583,7 @@ pub struct Via<'a> {
 
 /// Splits `s` at the first `/` of a `token SWS "/" SWS` sequence.
 fn slash_part(s: &str) -> Result<(&str, &str), HeaderError> {
-    let slash = memchr::memchr(b'/', s.as_bytes()).ok_or(HeaderError::BadVia)?;
+    let slash = crate::uri::find_byte(b'/', s.as_bytes()).ok_or(HeaderError::BadVia)?;
     let tok = trim_lws(&s[..slash]);
     if !token_ok(tok) {
         return Err(HeaderError::BadVia);
@@ -413,6 +593,12 @@ fn slash_part(s: &str) -> Result<(&str, &str), HeaderError> {
 
 impl<'a> Via<'a> {
     pub fn parse(s: &'a str) -> Result<Via<'a>, HeaderError> {
+        Via::parse_with_branch(s).map(|(v, _)| v)
+    }
+
+    /// [`Via::parse`] that also returns [`Via::branch`], found while the
+    /// parameters are validated (the parser caches it for every message).
+    pub(crate) fn parse_with_branch(s: &'a str) -> Result<(Via<'a>, Option<&'a str>), HeaderError> {
         let (protocol_name, r) = slash_part(s)?;
         let (protocol_version, r) = slash_part(r)?;
         let r = trim_lws(r);
@@ -428,7 +614,7 @@ impl<'a> Via<'a> {
         let r = trim_lws(r);
         let rb = r.as_bytes();
         let hend = if rb.first() == Some(&b'[') {
-            memchr::memchr(b']', rb).ok_or(HeaderError::BadVia)? + 1
+            crate::uri::find_byte(b']', rb).ok_or(HeaderError::BadVia)? + 1
         } else {
             rb.iter()
                 .position(|&c| matches!(c, b':' | b';') || is_lws(c))
@@ -446,7 +632,24 @@ impl<'a> Via<'a> {
             port = Some(parse_port(&p[..pend]).map_err(|_| HeaderError::BadVia)?);
             r = &p[pend..];
         }
-        let params = header_params(r)?;
+        // One pass validates the list and finds the first ttl, rport and
+        // branch (what `Params::get` would return for each).
+        let mut found = [None; 3];
+        let params = header_params_find(r, &["ttl", "rport", "branch"], &mut found)?;
+        let [ttl, rport, branch] = found;
+        if let Some(t) = ttl {
+            t.ok_or(HeaderError::BadParam)
+                .and_then(parse_u32)
+                .ok()
+                .filter(|v| *v <= 255)
+                .ok_or(HeaderError::BadParam)?;
+        }
+        if let Some(Some(rp)) = rport {
+            parse_port(rp).map_err(|_| HeaderError::BadParam)?;
+        }
+        if branch.is_some_and(|b| b.is_none_or(|b| !token_ok(b))) {
+            return Err(HeaderError::BadParam);
+        }
         let via = Via {
             protocol_name,
             protocol_version,
@@ -455,24 +658,7 @@ impl<'a> Via<'a> {
             port,
             params,
         };
-        if let Some(t) = via.params.get("ttl") {
-            t.ok_or(HeaderError::BadParam)
-                .and_then(parse_u32)
-                .ok()
-                .filter(|v| *v <= 255)
-                .ok_or(HeaderError::BadParam)?;
-        }
-        if let Some(Some(rp)) = via.params.get("rport") {
-            parse_port(rp).map_err(|_| HeaderError::BadParam)?;
-        }
-        if via
-            .params
-            .get("branch")
-            .is_some_and(|b| b.is_none_or(|b| !token_ok(b)))
-        {
-            return Err(HeaderError::BadParam);
-        }
-        Ok(via)
+        Ok((via, branch.flatten()))
     }
 
     pub fn branch(&self) -> Option<&'a str> {
@@ -550,6 +736,15 @@ impl<'a> NameAddr<'a> {
     }
 
     pub fn parse_bounded(s: &'a str, max_uri: usize) -> Result<NameAddr<'a>, HeaderError> {
+        NameAddr::parse_tagged(s, max_uri).map(|(n, _)| n)
+    }
+
+    /// [`NameAddr::parse_bounded`] that also returns [`NameAddr::tag`],
+    /// found while the parameters are validated.
+    pub(crate) fn parse_tagged(
+        s: &'a str,
+        max_uri: usize,
+    ) -> Result<(NameAddr<'a>, Option<&'a str>), HeaderError> {
         let s = trim_lws(s);
         let b = s.as_bytes();
         if b.is_empty() {
@@ -563,14 +758,12 @@ impl<'a> NameAddr<'a> {
             }
             (Some(&s[1..end - 1]), Some(after))
         } else {
-            match memchr::memchr(b'<', b) {
+            match crate::uri::find_byte(b'<', b) {
                 Some(lt) => {
                     let dn = trim_lws(&s[..lt]);
-                    if !dn
-                        .split(|c: char| c.is_ascii() && is_lws(c as u8))
-                        .filter(|w| !w.is_empty())
-                        .all(token_ok)
-                    {
+                    // A token list: every byte a token byte or LWS between
+                    // words.
+                    if !dn.bytes().all(|c| is_token_byte(c) || is_lws(c)) {
                         return Err(HeaderError::BadDisplayName);
                     }
                     ((!dn.is_empty()).then_some(dn), Some(lt))
@@ -580,33 +773,40 @@ impl<'a> NameAddr<'a> {
         };
         if let Some(lt) = lt {
             let inner_start = lt + 1;
-            let gt = memchr::memchr(b'>', &b[inner_start..]).ok_or(HeaderError::BadAddrSpec)?
-                + inner_start;
+            // The addr-spec runs to the first `>` and holds no LWS: one scan
+            // for either (both failures are BadAddrSpec).
+            let gt = b[inner_start..]
+                .iter()
+                .position(|&c| c == b'>' || is_lws(c))
+                .map(|p| p + inner_start)
+                .filter(|&p| b[p] == b'>')
+                .ok_or(HeaderError::BadAddrSpec)?;
             let addr = &s[inner_start..gt];
-            if addr.bytes().any(is_lws) {
-                return Err(HeaderError::BadAddrSpec);
-            }
             let uri = Uri::parse_bounded(addr, max_uri)?;
-            let params = header_params(&s[gt + 1..])?;
-            return Ok(NameAddr {
+            let mut tag = [None];
+            let params = header_params_find(&s[gt + 1..], &["tag"], &mut tag)?;
+            let n = NameAddr {
                 display_name,
                 uri,
                 params,
                 bracketed: true,
-            });
+            };
+            return Ok((n, tag[0].flatten()));
         }
         let end = b
             .iter()
             .position(|&c| c == b';' || is_lws(c))
             .unwrap_or(b.len());
         let uri = Uri::parse_bounded(&s[..end], max_uri)?;
-        let params = header_params(&s[end..])?;
-        Ok(NameAddr {
+        let mut tag = [None];
+        let params = header_params_find(&s[end..], &["tag"], &mut tag)?;
+        let n = NameAddr {
             display_name: None,
             uri,
             params,
             bracketed: false,
-        })
+        };
+        Ok((n, tag[0].flatten()))
     }
 
     pub fn tag(&self) -> Option<&'a str> {
@@ -723,6 +923,42 @@ mod tests {
             assert_eq!(HeaderName::parse(k.1).id(), k.0.id());
             assert_eq!(HeaderName::from_id(k.0.id()).unwrap().id(), k.0.id());
         }
+    }
+
+    #[test]
+    fn name_lookup_matches_a_plain_case_insensitive_compare() {
+        // Every one-byte change of every known name (and its upper-case
+        // form) must resolve exactly as a linear eq_ignore_ascii_case scan.
+        let reference = |b: &[u8]| -> u8 {
+            if b.len() == 1 {
+                let c = b[0].to_ascii_lowercase();
+                return COMPACTS
+                    .iter()
+                    .position(|k| *k == Some(c))
+                    .map_or(u8::MAX, |i| i as u8);
+            }
+            LOWER
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(b))
+                .map_or(u8::MAX, |i| i as u8)
+        };
+        for name in LOWER {
+            for base in [name.to_vec(), name.to_ascii_uppercase()] {
+                assert_eq!(name_id(&base), reference(&base));
+                for i in 0..base.len() {
+                    for c in 0..=255u8 {
+                        let mut v = base.clone();
+                        v[i] = c;
+                        assert_eq!(name_id(&v), reference(&v), "{v:?}");
+                    }
+                }
+            }
+        }
+        for c in 0..=255u8 {
+            assert_eq!(name_id(&[c]), reference(&[c]));
+        }
+        assert_eq!(name_id(b""), u8::MAX);
+        assert_eq!(name_id(&[b'a'; 30]), u8::MAX);
     }
 
     #[test]

@@ -87,6 +87,32 @@ impl Method {
         })
     }
 
+    /// [`Method::parse`] of bytes already checked to be a token (so ASCII):
+    /// the parser's path, with no UTF-8 check for the known methods.
+    pub(crate) fn parse_token(b: &[u8]) -> Option<Method> {
+        Some(match b {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"INFO" => Method::Info,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
+            other => {
+                return std::str::from_utf8(other)
+                    .ok()
+                    .and_then(|s| Method::parse(s).ok())
+            }
+        })
+    }
+
     /// The method as it appears on the wire.
     pub fn as_str(&self) -> &str {
         match self {

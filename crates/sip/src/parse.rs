@@ -6,12 +6,13 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::header::{
-    parse_u32, top_level_comma, CSeq, Contact, HeaderError, HeaderName, NameAddr, ValueSplit, Via,
+    name_id, parse_u32, top_level_comma, CSeq, Contact, HeaderError, HeaderName, NameAddr,
+    ValueSplit, Via,
 };
 use crate::limits::Limits;
 use crate::message::{offset_span, push_u32, Hdr, Message, Span, StartLine};
-use crate::method::{is_token, is_token_byte, Method};
-use crate::uri::{Uri, UriError};
+use crate::method::{is_token_byte, Method};
+use crate::uri::{find_byte, Uri, UriError};
 
 /// What is wrong with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -239,6 +240,9 @@ pub fn frame_stream(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseE
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// Call-ID bytes: `word` of RFC 3261 §25.1 (token plus these separators).
+static CALL_ID: [bool; 256] = crate::method::byte_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
+
 fn trim_ws_end(b: &[u8]) -> &[u8] {
     let mut e = b.len();
     while e > 0 && matches!(b[e - 1], b' ' | b'\t') {
@@ -295,13 +299,15 @@ fn start_line(b: &[u8], s: usize, e: usize, limits: &Limits) -> Result<StartLine
     if last.len() < 4 || !last[..4].eq_ignore_ascii_case(b"SIP/") {
         return Err(ParseError::NotSip);
     }
-    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::NotSip)?;
-    let method = std::str::from_utf8(&line[..sp1]).map_err(|_| ParseError::NotSip)?;
-    if !is_token(method) {
+    let sp1 = find_byte(b' ', line).ok_or(ParseError::NotSip)?;
+    // A token is ASCII, so checking it first makes the UTF-8 check moot;
+    // the method itself is built last, as before.
+    let method = &line[..sp1];
+    if method.is_empty() || !method.iter().all(|&c| is_token_byte(c)) {
         return Err(ParseError::NotSip);
     }
     let rest = &line[sp1 + 1..];
-    let sp2 = memchr::memchr(b' ', rest).ok_or(bad(ErrorKind::BadStartLine))?;
+    let sp2 = find_byte(b' ', rest).ok_or(bad(ErrorKind::BadStartLine))?;
     let uri_b = &rest[..sp2];
     let version = &rest[sp2 + 1..];
     // Exactly one SP between elements and none trailing (RFC 4475 lwsstart,
@@ -336,7 +342,7 @@ fn start_line(b: &[u8], s: usize, e: usize, limits: &Limits) -> Result<StartLine
         Ok(_) => {}
         Err(e) => return Err(bad(ErrorKind::BadRequestUri(e))),
     }
-    let method = Method::parse(method).map_err(|_| ParseError::NotSip)?;
+    let method = Method::parse_token(method).ok_or(ParseError::NotSip)?;
     let us = s + sp1 + 1;
     Ok(StartLine::Request {
         method,
@@ -362,7 +368,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         return Err(err(ErrorKind::TooLarge));
     }
     // Start line.
-    let nl = memchr::memchr(b'\n', &b[skip..]).ok_or(err(ErrorKind::Truncated))? + skip;
+    let nl = find_byte(b'\n', &b[skip..]).ok_or(err(ErrorKind::Truncated))? + skip;
     if nl == skip || b[nl - 1] != b'\r' {
         return Err(err(ErrorKind::BadStartLine));
     }
@@ -386,7 +392,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             }
             return Err(err(ErrorKind::Truncated));
         }
-        let Some(n) = memchr::memchr(b'\n', &b[pos..]) else {
+        let Some(n) = find_byte(b'\n', &b[pos..]) else {
             return Err(err(ErrorKind::Truncated));
         };
         let nl = pos + n;
@@ -404,22 +410,28 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             last.value.end = end as u32;
             folded = true;
         } else {
-            let colon =
-                memchr::memchr(b':', &b[pos..end]).ok_or(err(ErrorKind::BadHeaderLine))? + pos;
-            let name = trim_ws_end(&b[pos..colon]);
-            if name.is_empty() || !name.iter().all(|c| is_token_byte(*c)) {
+            // `token *(SP / HTAB) ":"`, scanned once (no separate search for
+            // the colon, no second pass over the name).
+            let line = &b[pos..end];
+            let name_len = line
+                .iter()
+                .position(|&c| !is_token_byte(c))
+                .unwrap_or(line.len());
+            let mut colon = name_len;
+            while colon < line.len() && is_lws_byte(line[colon]) {
+                colon += 1;
+            }
+            if name_len == 0 || line.get(colon) != Some(&b':') {
                 return Err(err(ErrorKind::BadHeaderLine));
             }
             if headers.len() == limits.max_headers {
                 return Err(err(ErrorKind::TooManyHeaders));
             }
-            // Token bytes are ASCII, so this cannot fail.
-            let name_s = std::str::from_utf8(name).map_err(|_| err(ErrorKind::BadHeaderLine))?;
             line_start = pos;
             headers.push(Hdr {
-                id: HeaderName::parse(name_s).id(),
-                name: Span::wire(pos, pos + name.len()),
-                value: Span::wire(colon + 1, end),
+                id: name_id(&line[..name_len]),
+                name: Span::wire(pos, pos + name_len),
+                value: Span::wire(pos + colon + 1, end),
             });
         }
         if end - line_start > limits.max_header_bytes {
@@ -560,44 +572,25 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     let invalid = |name: HeaderName<'static>| move |e| err(ErrorKind::InvalidHeader(name, e));
 
     let call_id = get(CALLID, HeaderName::CallId)?;
-    if call_id.is_empty()
-        || !call_id.bytes().all(|c| {
-            is_token_byte(c)
-                || matches!(
-                    c,
-                    b'(' | b')'
-                        | b'<'
-                        | b'>'
-                        | b':'
-                        | b'\\'
-                        | b'"'
-                        | b'/'
-                        | b'['
-                        | b']'
-                        | b'?'
-                        | b'{'
-                        | b'}'
-                        | b'@'
-                )
-        })
-    {
+    if call_id.is_empty() || !call_id.bytes().all(|c| CALL_ID[c as usize]) {
         return Err(err(ErrorKind::InvalidHeader(
             HeaderName::CallId,
             HeaderError::BadNumber,
         )));
     }
     let from = get(FROM, HeaderName::From)?;
-    let from =
-        NameAddr::parse_bounded(from, limits.max_uri_bytes).map_err(invalid(HeaderName::From))?;
-    let from_tag = from.tag().and_then(|t| offset_span(head, t, false));
+    let (_, from_tag) =
+        NameAddr::parse_tagged(from, limits.max_uri_bytes).map_err(invalid(HeaderName::From))?;
+    let from_tag = from_tag.and_then(|t| offset_span(head, t, false));
     let to = get(TO, HeaderName::To)?;
-    let to = NameAddr::parse_bounded(to, limits.max_uri_bytes).map_err(invalid(HeaderName::To))?;
-    let to_tag = to.tag().and_then(|t| offset_span(head, t, false));
+    let (_, to_tag) =
+        NameAddr::parse_tagged(to, limits.max_uri_bytes).map_err(invalid(HeaderName::To))?;
+    let to_tag = to_tag.and_then(|t| offset_span(head, t, false));
     let cseq = CSeq::parse(get(CSEQ, HeaderName::CSeq)?).map_err(invalid(HeaderName::CSeq))?;
     let top_via = get(VIA, HeaderName::Via)?;
     let top_via = ValueSplit::new(top_via).next().unwrap_or("");
-    let top_via = Via::parse(top_via).map_err(invalid(HeaderName::Via))?;
-    let branch = top_via.branch().and_then(|b| offset_span(head, b, false));
+    let (_, branch) = Via::parse_with_branch(top_via).map_err(invalid(HeaderName::Via))?;
+    let branch = branch.and_then(|b| offset_span(head, b, false));
     if let Ok(mf) = get(MAXF, HeaderName::MaxForwards) {
         if parse_u32(mf).map_err(invalid(HeaderName::MaxForwards))? > 255 {
             return Err(err(ErrorKind::InvalidHeader(

@@ -62,12 +62,16 @@ impl Host<'_> {
                 .map(Host::Ipv6)
                 .map_err(|_| UriError::BadHost);
         }
-        if b.is_empty()
-            || b.len() > 255
-            || !b
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-        {
+        if host_chars(b) != b.len() {
+            return Err(UriError::BadHost);
+        }
+        Host::parse_checked(s)
+    }
+
+    /// `s` is known to hold only host characters (see [`host_chars`]).
+    fn parse_checked(s: &str) -> Result<Host<'_>, UriError> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > 255 {
             return Err(UriError::BadHost);
         }
         if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
@@ -160,7 +164,7 @@ impl<'a> Iterator for ParamIter<'a> {
             if piece.is_empty() {
                 continue;
             }
-            return Some(match memchr::memchr(b'=', piece.as_bytes()) {
+            return Some(match find_byte(b'=', piece.as_bytes()) {
                 Some(eq) => (trim_lws(&piece[..eq]), Some(trim_lws(&piece[eq + 1..]))),
                 None => (piece, None),
             });
@@ -171,8 +175,10 @@ impl<'a> Iterator for ParamIter<'a> {
 /// Position of the first `needle` outside double quotes (honouring `\` escapes).
 pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
     let b = s.as_bytes();
-    if !b.contains(&b'"') {
-        return memchr::memchr(needle, b);
+    // Fast path: the first `needle` is the answer when no quote precedes it.
+    let first = b.iter().position(|&c| c == needle || c == b'"')?;
+    if b[first] == needle {
+        return Some(first);
     }
     let mut i = 0;
     let mut inq = false;
@@ -192,6 +198,39 @@ pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+static HOST: [bool; 256] = crate::method::byte_table(b"-._");
+
+/// First `needle` in `hay`. Header lines and values are mostly under 64
+/// bytes, where testing eight bytes at a time beats memchr's call and setup
+/// overhead; longer input goes to memchr.
+#[inline]
+pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut i = 0;
+    while i < 64 {
+        let Some(w) = hay.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
+            return hay[i..].iter().position(|&c| c == needle).map(|p| i + p);
+        };
+        // The "has zero byte" test on `w ^ pattern`: the lowest flagged byte
+        // is exactly the first match (borrows only flag bytes above it).
+        let x = u64::from_le_bytes(w) ^ pattern;
+        let t = x.wrapping_sub(LO) & !x & HI;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr::memchr(needle, &hay[i..]).map(|p| i + p)
+}
+
+/// Length of the leading run of domain/IPv4 characters (alnum, `-._`).
+#[inline]
+pub(crate) fn host_chars(b: &[u8]) -> usize {
+    b.iter().position(|&c| !HOST[c as usize]).unwrap_or(b.len())
 }
 
 #[inline]
@@ -251,12 +290,17 @@ impl Iterator for Decoded<'_> {
 /// Compares two strings after decoding `%XX` escapes, optionally ignoring
 /// ASCII case.
 pub fn decoded_eq(a: &str, b: &str, ignore_case: bool) -> bool {
-    if !a.contains('%') && !b.contains('%') {
-        return if ignore_case {
-            a.eq_ignore_ascii_case(b)
-        } else {
-            a == b
-        };
+    // Raw equality implies decoded equality ('%' only matches '%', and hex
+    // digits that differ only in case decode to the same byte).
+    let raw_eq = if ignore_case {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    };
+    // Without escapes the raw comparison is the whole answer (a byte loop:
+    // these strings are short, so it beats a memchr call).
+    if raw_eq || !(a.bytes().any(|c| c == b'%') || b.bytes().any(|c| c == b'%')) {
+        return raw_eq;
     }
     let mut x = Decoded {
         b: a.as_bytes(),
@@ -317,24 +361,53 @@ fn check_escaped(s: &str, table: &[bool; 256], err: UriError) -> Result<(), UriE
 }
 
 fn validate_uri_params(s: &str) -> Result<(), UriError> {
-    // `s` starts with ';'. URI parameters carry no LWS and no quotes.
-    for piece in s[1..].split(';') {
-        let (n, v) = match memchr::memchr(b'=', piece.as_bytes()) {
-            Some(eq) => (&piece[..eq], Some(&piece[eq + 1..])),
-            None => (piece, None),
-        };
-        if n.is_empty() {
+    // `s` starts with ';'. URI parameters carry no LWS and no quotes, so one
+    // left-to-right scan checks every `name[=value]` piece; errors come out
+    // in the same order as checking each piece's name, then its value.
+    let b = s.as_bytes();
+    let mut i = 1;
+    loop {
+        // Name: non-empty, PARAM characters or escapes, up to `=`, `;` or end.
+        let start = i;
+        i = escaped_run(b, i, &PARAM)?;
+        if i == start {
             return Err(UriError::BadParam);
         }
-        check_escaped(n, &PARAM, UriError::BadParam)?;
-        if let Some(v) = v {
-            if v.is_empty() {
+        if b.get(i) == Some(&b'=') {
+            i += 1;
+            let vstart = i;
+            i = escaped_run(b, i, &PARAM)?;
+            if i == vstart {
                 return Err(UriError::BadParam);
             }
-            check_escaped(v, &PARAM, UriError::BadParam)?;
+        }
+        match b.get(i) {
+            None => return Ok(()),
+            Some(b';') => i += 1,
+            Some(_) => return Err(UriError::BadParam),
         }
     }
-    Ok(())
+}
+
+/// Index of the first byte at or after `i` that is neither in `table` nor
+/// part of a `%XX` escape; a malformed escape is an error.
+fn escaped_run(b: &[u8], mut i: usize, table: &[bool; 256]) -> Result<usize, UriError> {
+    while let Some(&c) = b.get(i) {
+        if table[c as usize] {
+            i += 1;
+        } else if c == b'%' {
+            match (
+                b.get(i + 1).copied().and_then(hexval),
+                b.get(i + 2).copied().and_then(hexval),
+            ) {
+                (Some(_), Some(_)) => i += 3,
+                _ => return Err(UriError::BadEscape),
+            }
+        } else {
+            break;
+        }
+    }
+    Ok(i)
 }
 
 /// A `sip:` or `sips:` URI.
@@ -467,7 +540,7 @@ impl<'a> Uri<'a> {
         if s.len() > max_len {
             return Err(UriError::TooLong);
         }
-        let colon = memchr::memchr(b':', s.as_bytes()).ok_or(UriError::BadScheme)?;
+        let colon = find_byte(b':', s.as_bytes()).ok_or(UriError::BadScheme)?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
         let sb = scheme.as_bytes();
@@ -556,13 +629,13 @@ fn tel_params_eq(a: &Params<'_>, b: &Params<'_>) -> bool {
 }
 
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
-    let (userinfo, hostpart) = match memchr::memchr(b'@', rest.as_bytes()) {
+    let (userinfo, hostpart) = match find_byte(b'@', rest.as_bytes()) {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         Some(ui) => {
-            let (u, p) = match memchr::memchr(b':', ui.as_bytes()) {
+            let (u, p) = match find_byte(b':', ui.as_bytes()) {
                 Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                 None => (ui, None),
             };
@@ -578,14 +651,18 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
         None => (None, None),
     };
     let hb = hostpart.as_bytes();
-    let host_end = if hb.first() == Some(&b'[') {
-        memchr::memchr(b']', hb).ok_or(UriError::BadHost)? + 1
+    let (host_end, host) = if hb.first() == Some(&b'[') {
+        let e = find_byte(b']', hb).ok_or(UriError::BadHost)? + 1;
+        (e, Host::parse(&hostpart[..e])?)
     } else {
-        hb.iter()
-            .position(|&c| matches!(c, b':' | b';' | b'?'))
-            .unwrap_or(hb.len())
+        // One scan both finds the end and checks the characters: anything
+        // but a host character must be one of the delimiters `:;?`.
+        let e = host_chars(hb);
+        if e < hb.len() && !matches!(hb[e], b':' | b';' | b'?') {
+            return Err(UriError::BadHost);
+        }
+        (e, Host::parse_checked(&hostpart[..e])?)
     };
-    let host = Host::parse(&hostpart[..host_end])?;
     let mut r = &hostpart[host_end..];
     let mut port = None;
     if let Some(p) = r.strip_prefix(':') {
@@ -596,7 +673,7 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
         port = Some(parse_port(&p[..end])?);
         r = &p[end..];
     }
-    let (pstr, headers) = match memchr::memchr(b'?', r.as_bytes()) {
+    let (pstr, headers) = match find_byte(b'?', r.as_bytes()) {
         Some(q) => (&r[..q], Some(&r[q + 1..])),
         None => (r, None),
     };
