@@ -77,9 +77,7 @@ enum UserCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("hardline")
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

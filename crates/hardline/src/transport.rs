@@ -4,7 +4,7 @@
 //! TCP by the connection to `remote` (the one the peer opened, or a new one).
 
 use crate::server::Runtime;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use pbx::io::{Flow, Transmit, Transport};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -146,19 +146,19 @@ fn send_tcp(rt: &Arc<Runtime>, t: Transmit) {
 
 pub async fn udp_loop(rt: Arc<Runtime>, local: SocketAddr, sock: Arc<UdpSocket>) {
     let max = rt.limits().max_message_bytes.max(1500);
-    let mut buf = BytesMut::with_capacity(max);
+    // One receive buffer for the socket's lifetime; each datagram is copied
+    // out at its exact size. Handing the parser a slice of a fresh
+    // max-size buffer instead would pin 64 KB behind every message that a
+    // transaction keeps.
+    let mut buf = vec![0u8; max];
     loop {
-        buf.clear();
-        buf.reserve(max);
-        // Reading into the spare capacity keeps one allocation per datagram
-        // and lets the parser own the bytes without copying.
-        let res = sock.recv_buf_from(&mut buf).await;
+        let res = sock.recv_from(&mut buf).await;
         match res {
             Ok((n, remote)) => {
                 if n == 0 {
                     continue;
                 }
-                let data = buf.split().freeze();
+                let data = Bytes::copy_from_slice(&buf[..n]);
                 let flow = Flow {
                     transport: Transport::Udp,
                     local,
@@ -275,7 +275,9 @@ async fn reader(rt: &Arc<Runtime>, mut rd: tokio::net::tcp::OwnedReadHalf, flow:
         loop {
             match sip::parse::frame_stream(&buf, &limits) {
                 Ok(Some(n)) => {
-                    let msg = buf.split_to(n).freeze();
+                    // Copied out at its exact size (see udp_loop).
+                    let msg = Bytes::copy_from_slice(&buf[..n]);
+                    buf.advance(n);
                     progressed = true;
                     if msg.iter().all(|b| *b == b'\r' || *b == b'\n') {
                         continue; // keep-alive CRLFs

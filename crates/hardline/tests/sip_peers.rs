@@ -330,6 +330,52 @@ fn unknown_and_known_users_get_identical_challenges() {
     );
 }
 
+/// Challenges are answered statelessly (RFC 3261 §8.2.7, §26.3.2.4): no
+/// transaction is kept for unauthenticated traffic, a retransmission gets the
+/// same To tag, and the ACK of a 407 is absorbed without an answer.
+#[test]
+fn challenges_keep_no_state_and_absorb_the_ack() {
+    let s = Server::start("stateless", "");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:1001@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-sl-1\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag=sl1\r\nTo: <sip:1001@{DOMAIN}>\r\nCall-ID: stateless@test\r\nCSeq: 1 INVITE\r\nContact: <sip:1000@{local}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut buf = [0u8; 65535];
+    let mut tags = Vec::new();
+    for _ in 0..2 {
+        sock.send_to(invite.as_bytes(), s.addr()).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).expect("no answer to INVITE");
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(r.starts_with("SIP/2.0 407 "), "{r}");
+        let to = r
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()
+            .to_string();
+        tags.push(to.split(";tag=").nth(1).expect("To tag").to_string());
+    }
+    assert_eq!(
+        tags[0], tags[1],
+        "a retransmission must get the same To tag"
+    );
+    let ack = format!(
+        "ACK sip:1001@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-sl-1\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag=sl1\r\nTo: <sip:1001@{DOMAIN}>;tag={}\r\nCall-ID: stateless@test\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        tags[0]
+    );
+    sock.send_to(ack.as_bytes(), s.addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(sock.recv_from(&mut buf).is_err(), "an ACK gets no answer");
+    let m = s.metrics();
+    assert!(m.contains("hardline_transactions_active 0"), "{m}");
+    assert!(
+        !m.contains("reason=\"stray_ack\""),
+        "the ACK was absorbed:\n{m}"
+    );
+}
+
 // ----- RFC 4475 over the wire -----------------------------------------------
 
 fn corpus_dir() -> std::path::PathBuf {

@@ -18,6 +18,7 @@ use sip::transaction::{
 };
 use sip::Limits;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,6 +101,8 @@ pub struct Core {
     pub(crate) store_out: VecDeque<StoreBatch>,
     pub(crate) pending: HashMap<u64, PendingRegister>,
     rng: u64,
+    /// Keys of the hash behind stateless To tags (random per process).
+    tag_keys: std::collections::hash_map::RandomState,
     pub(crate) next_id: u64,
 }
 
@@ -138,6 +141,7 @@ impl Core {
             store_out: VecDeque::new(),
             pending: HashMap::new(),
             rng: seed | 1,
+            tag_keys: std::collections::hash_map::RandomState::new(),
             next_id: 1,
         }
     }
@@ -230,6 +234,9 @@ impl Core {
         } else {
             self.on_response(now, flow, msg);
         }
+        self.metrics
+            .transactions_active
+            .set((self.servers.len() + self.clients.len()) as i64);
     }
 
     pub fn transport_error(&mut self, now: Now, flow: Flow) {
@@ -266,6 +273,11 @@ impl Core {
                     self.drive_server(now, &key);
                     return;
                 }
+            }
+            // The ACK of a stateless non-2xx answer (a 407 challenge) ends
+            // here; RFC 3261 §8.2.7: a stateless UAS ignores ACK.
+            if msg.to_tag().is_some_and(|t| t == self.stateless_tag(&msg)) {
+                return;
             }
             // ACK for a 2xx: end to end, routed statelessly.
             self.proxy_ack(now, flow, msg);
@@ -320,11 +332,11 @@ impl Core {
         if msg.max_forwards() == Some(0)
             && !(method == Method::Options && for_us && route::ruri_user(&msg).is_none())
         {
-            return self.reply(now, &key, &msg, 483, "Too Many Hops", &[]);
+            return self.reply_stateless(&key, &msg, 483, "Too Many Hops", &[]);
         }
         match msg.request_uri().map(|u| u.scheme().to_ascii_lowercase()) {
             Some(s) if s == "sip" || s == "sips" || s == "tel" => {}
-            _ => return self.reply(now, &key, &msg, 416, "Unsupported URI Scheme", &[]),
+            _ => return self.reply_stateless(&key, &msg, 416, "Unsupported URI Scheme", &[]),
         }
         let proxy_require: Vec<String> = msg
             .header_values(HeaderName::ProxyRequire)
@@ -332,8 +344,7 @@ impl Core {
             .collect();
         if !proxy_require.is_empty() {
             let unsupported = proxy_require.join(", ");
-            return self.reply(
-                now,
+            return self.reply_stateless(
                 &key,
                 &msg,
                 420,
@@ -342,7 +353,7 @@ impl Core {
             );
         }
         if route::is_loop(&self.cfg, &msg) {
-            return self.reply(now, &key, &msg, 482, "Loop Detected", &[]);
+            return self.reply_stateless(&key, &msg, 482, "Loop Detected", &[]);
         }
         // Loose routing: take our own Route entries off; in-dialog requests
         // are relayed only when our Record-Route MAC proves we put them there.
@@ -350,7 +361,7 @@ impl Core {
             Ok(r) => r,
             Err(()) => {
                 self.metrics.drop_reason("forged_route");
-                return self.reply(now, &key, &msg, 403, "Forbidden", &[]);
+                return self.reply_stateless(&key, &msg, 403, "Forbidden", &[]);
             }
         };
         if routed == route::OwnRoutes::Dialog {
@@ -358,10 +369,10 @@ impl Core {
         }
         if msg.header(HeaderName::Route).is_some() {
             // A pre-loaded route to somewhere else: we are not a relay.
-            return self.reply(now, &key, &msg, 403, "Relaying Denied", &[]);
+            return self.reply_stateless(&key, &msg, 403, "Relaying Denied", &[]);
         }
         if !for_us {
-            return self.reply(now, &key, &msg, 403, "Relaying Denied", &[]);
+            return self.reply_stateless(&key, &msg, 403, "Relaying Denied", &[]);
         }
         // Requests we answer ourselves (as a UA) must not Require anything:
         // we support no extensions yet (RFC 3261 §8.2.2.3).
@@ -369,7 +380,7 @@ impl Core {
         if method == Method::Register || (no_user && method == Method::Options) {
             if let Some(unsupported) = unsupported_requires(&msg) {
                 let extra = [(HeaderName::Unsupported, unsupported)];
-                return self.reply(now, &key, &msg, 420, "Bad Extension", &extra);
+                return self.reply_stateless(&key, &msg, 420, "Bad Extension", &extra);
             }
         }
         if method == Method::Register {
@@ -382,9 +393,9 @@ impl Core {
                         (HeaderName::Allow, crate::proxy::ALLOW.to_string()),
                         (HeaderName::Accept, "application/sdp".to_string()),
                     ];
-                    self.reply(now, &key, &msg, 200, "OK", &extra)
+                    self.reply_stateless(&key, &msg, 200, "OK", &extra)
                 }
-                _ => self.reply(now, &key, &msg, 404, "Not Found", &[]),
+                _ => self.reply_stateless(&key, &msg, 404, "Not Found", &[]),
             };
         }
         self.proxy_to_user(now, flow, key, msg);
@@ -427,6 +438,43 @@ impl Core {
             warn!(code, error = %e, "cannot build response");
             Bytes::new()
         })
+    }
+
+    /// Answers `req` without keeping transaction state (RFC 3261 §8.2.7):
+    /// the server transaction created for it is dropped and a retransmitted
+    /// request is simply answered again. Used for challenges and request-init
+    /// refusals, the answers to unauthenticated traffic, so that a flood of
+    /// it costs no memory beyond the datagram (RFC 3261 §26.3.2.4).
+    pub(crate) fn reply_stateless(
+        &mut self,
+        key: &ServerKey,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        extra: &[(HeaderName<'static>, String)],
+    ) {
+        let Some(e) = self.servers.remove(key) else {
+            return;
+        };
+        let b = Message::response_to(req, code, reason);
+        let bytes = if req.to().and_then(|t| t.tag()).is_none() {
+            let tag = self.stateless_tag(req);
+            self.finish_response(b.to_tag(&tag), extra, code)
+        } else {
+            self.finish_response(b, extra, code)
+        };
+        self.metrics.response(code, "sent");
+        self.transmit(e.flow, bytes);
+    }
+
+    /// The To tag of a stateless response: the same for every retransmission
+    /// of a request (§8.2.7), so the ACK of a stateless non-2xx answer to an
+    /// INVITE is recognised and absorbed.
+    pub(crate) fn stateless_tag(&self, req: &Message) -> String {
+        let h = self
+            .tag_keys
+            .hash_one((req.call_id(), req.from_tag(), req.top_via_branch()));
+        format!("{h:016x}")
     }
 
     /// Answers through the server transaction `key`.

@@ -62,7 +62,7 @@ impl Core {
             Auth::Ok(u) => u,
             Auth::Challenge { stale } => {
                 let h = self.challenge_headers(now, true, stale);
-                return self.reply(now, &key, &msg, 407, "Proxy Authentication Required", &h);
+                return self.reply_stateless(&key, &msg, 407, "Proxy Authentication Required", &h);
             }
         };
         // The identity shown to the callee must be the one that authenticated.

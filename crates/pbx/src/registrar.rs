@@ -111,7 +111,7 @@ impl Core {
             Auth::Challenge { stale } => {
                 let h = self.challenge_headers(now, false, stale);
                 self.metrics.register("challenged");
-                return self.reply(now, &key, &msg, 401, "Unauthorized", &h);
+                return self.reply_stateless(&key, &msg, 401, "Unauthorized", &h);
             }
         };
         // Users register their own address of record only.

@@ -19,7 +19,7 @@ pub(crate) enum Backend {
 impl Backend {
     /// Rewrite `?` placeholders into the backend's syntax. Our SQL never has a
     /// `?` inside a string literal, so a plain scan is enough.
-    pub(crate) fn sql(self, portable: &'static str) -> Cow<'static, str> {
+    pub(crate) fn sql(self, portable: &str) -> Cow<'_, str> {
         match self {
             Backend::Sqlite => Cow::Borrowed(portable),
             Backend::Postgres => {

@@ -284,24 +284,53 @@ impl Store {
         }
         let b = self.backend;
         let mut tx = self.begin_write().await?;
-        for op in ops {
+        let mut i = 0;
+        while i < ops.len() {
             // An error returns early; dropping `tx` rolls the batch back.
-            match op {
-                RegOp::Upsert(bind) => {
-                    let q_milli = bind.q_milli()?;
-                    sqlx::query(&b.sql(sql::BINDING_UPSERT))
-                        .bind(bind.aor.as_str())
-                        .bind(bind.contact.as_str())
-                        .bind(bind.expires_at)
-                        .bind(bind.call_id.as_str())
-                        .bind(i64::from(bind.cseq))
-                        .bind(q_milli)
-                        .bind(bind.source.as_str())
-                        .bind(bind.local.as_str())
-                        .bind(bind.instance.as_deref())
-                        .bind(bind.updated_at)
-                        .execute(&mut *tx)
-                        .await?;
+            match &ops[i] {
+                RegOp::Upsert(_) => {
+                    // A run of upserts goes out as multi-row statements. One
+                    // statement may not touch a row twice (PostgreSQL refuses
+                    // it), so within a run the last upsert of a contact wins,
+                    // which is the state the sequence would leave anyway.
+                    let run_end = ops[i..]
+                        .iter()
+                        .position(|o| !matches!(o, RegOp::Upsert(_)))
+                        .map_or(ops.len(), |n| i + n);
+                    let mut rows: Vec<&Binding> = Vec::with_capacity(run_end - i);
+                    let mut at: std::collections::HashMap<(&str, &str), usize> =
+                        std::collections::HashMap::with_capacity(run_end - i);
+                    for op in &ops[i..run_end] {
+                        let RegOp::Upsert(bind) = op else { continue };
+                        match at.entry((bind.aor.as_str(), bind.contact.as_str())) {
+                            std::collections::hash_map::Entry::Occupied(e) => rows[*e.get()] = bind,
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(rows.len());
+                                rows.push(bind);
+                            }
+                        }
+                    }
+                    for chunk in rows.chunks(sql::UPSERT_CHUNK) {
+                        let text = sql::binding_upsert_rows(chunk.len());
+                        let text = b.sql(&text);
+                        let mut q = sqlx::query(&text);
+                        for bind in chunk {
+                            q = q
+                                .bind(bind.aor.as_str())
+                                .bind(bind.contact.as_str())
+                                .bind(bind.expires_at)
+                                .bind(bind.call_id.as_str())
+                                .bind(i64::from(bind.cseq))
+                                .bind(bind.q_milli()?)
+                                .bind(bind.source.as_str())
+                                .bind(bind.local.as_str())
+                                .bind(bind.instance.as_deref())
+                                .bind(bind.updated_at);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                    i = run_end;
+                    continue;
                 }
                 RegOp::Remove { aor, contact } => {
                     sqlx::query(&b.sql(sql::BINDING_DELETE))
@@ -317,6 +346,7 @@ impl Store {
                         .await?;
                 }
             }
+            i += 1;
         }
         tx.commit().await?;
         Ok(())

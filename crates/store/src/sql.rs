@@ -73,6 +73,30 @@ pub(crate) const BINDING_UPSERT: &str = "INSERT INTO bindings \
      call_id = excluded.call_id, cseq = excluded.cseq, q_milli = excluded.q_milli, \
      source = excluded.source, local_addr = excluded.local_addr, \
      instance = excluded.instance, updated_at = excluded.updated_at";
+/// Rows per multi-row upsert statement: 10 parameters each stays far below
+/// every backend's parameter limit (SQLite 32766, PostgreSQL 65535).
+pub(crate) const UPSERT_CHUNK: usize = 64;
+
+/// [`BINDING_UPSERT`] for `rows` rows in one statement: a batch of
+/// registrations costs one round trip to the database, not one per row.
+pub(crate) fn binding_upsert_rows(rows: usize) -> String {
+    let (head, tail) = BINDING_UPSERT
+        .split_once("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .expect("BINDING_UPSERT has one VALUES tuple");
+    let tuple = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let mut out = String::with_capacity(head.len() + tail.len() + rows * (tuple.len() + 2) + 8);
+    out.push_str(head);
+    out.push_str("VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(tuple);
+    }
+    out.push_str(tail);
+    out
+}
+
 pub(crate) const BINDING_DELETE: &str = "DELETE FROM bindings WHERE aor = ? AND contact = ?";
 pub(crate) const BINDING_DELETE_AOR: &str = "DELETE FROM bindings WHERE aor = ?";
 pub(crate) const BINDING_LOAD: &str = "SELECT aor, contact, expires_at, call_id, cseq, q_milli, \

@@ -473,3 +473,36 @@ async fn open_url_schemes() {
         assert!(matches!(err, StoreError::Unsupported(_)), "{url}: {err:?}");
     }
 }
+
+#[tokio::test]
+async fn large_batches_with_repeated_contacts_keep_operation_order() {
+    let dir = TempDir::new().unwrap();
+    let s = open(&db_path(&dir)).await;
+    let far = 4_000_000_000;
+    let mut ops = Vec::new();
+    // More rows than one multi-row statement holds, each contact twice in
+    // the same run (the later one must win), then a removal and a re-add.
+    for round in 0..2 {
+        for i in 0..150 {
+            let mut b = binding("1000", &format!("sip:c{i}@h"), far + round);
+            b.cseq = 10 + round as u32;
+            ops.push(RegOp::Upsert(b));
+        }
+    }
+    ops.push(RegOp::Remove {
+        aor: "1000".into(),
+        contact: "sip:c0@h".into(),
+    });
+    ops.push(RegOp::Upsert(binding("2000", "sip:x@h", far)));
+    ops.push(RegOp::RemoveAll { aor: "2000".into() });
+    ops.push(RegOp::Upsert(binding("2000", "sip:y@h", far)));
+    s.apply(&ops).await.unwrap();
+
+    let got = s.bindings_for("1000", 0).await.unwrap();
+    assert_eq!(got.len(), 149);
+    assert!(got.iter().all(|b| b.cseq == 11 && b.expires_at == far + 1));
+    assert!(!got.iter().any(|b| b.contact == "sip:c0@h"));
+    let other = s.bindings_for("2000", 0).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].contact, "sip:y@h");
+}
