@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Writes a hardline config serving the SIPp harness's users on stdout.
+
+Users FIRST..FIRST+USERS-1, password pw<user>, realm bench.test: the
+population of ../shared/bench/sipp-harness/gen_users.py. The extensions
+carry HA1 hashes (hardline's minimum password length refuses "pw1000"), for
+both algorithms the default challenge offers.
+"""
+import argparse
+import hashlib
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--first", type=int, default=1000)
+    ap.add_argument("--domain", default="bench.test")
+    ap.add_argument("--port", type=int, default=5080)
+    ap.add_argument("--metrics-port", type=int, default=19099)
+    a = ap.parse_args()
+    out = [
+        "[sip]",
+        f'listen = ["udp:127.0.0.1:{a.port}"]',
+        f'domain = "{a.domain}"',
+        "",
+        "[storage]",
+        'path = "hardline.db"',
+        "",
+        "[metrics]",
+        f'listen = "127.0.0.1:{a.metrics_port}"',
+        "",
+    ]
+    for u in range(a.first, a.first + a.users):
+        secret = f"{u}:{a.domain}:pw{u}".encode()
+        out += [
+            "[[extensions]]",
+            f'user = "{u}"',
+            f'ha1_md5 = "{hashlib.md5(secret).hexdigest()}"',
+            f'ha1_sha256 = "{hashlib.sha256(secret).hexdigest()}"',
+            "",
+        ]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
