@@ -205,6 +205,19 @@ async fn users_task(rt: Arc<Runtime>, store: Store) {
                 warn!(error = %e, "purging expired registrations failed");
             }
         }
+        if purge_tick.is_multiple_of(5) {
+            release_free_memory();
+        }
+    }
+}
+
+/// glibc keeps freed heap memory mapped; after a burst of transactions that
+/// can be hundreds of MB nobody uses. Hand it back (musl returns it by itself).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

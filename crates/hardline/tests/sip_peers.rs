@@ -171,13 +171,19 @@ struct Client {
     sock: UdpSocket,
     server: std::net::SocketAddr,
     n: u32,
+    last: String,
 }
 
 impl Client {
     fn new(server: std::net::SocketAddr) -> Client {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        Client { sock, server, n: 0 }
+        Client {
+            sock,
+            server,
+            n: 0,
+            last: String::new(),
+        }
     }
 
     fn register(&mut self, user: &str, auth: Option<&str>, call_id: &str) -> String {
@@ -194,7 +200,15 @@ impl Client {
             m.push_str(&format!("Authorization: {a}\r\n"));
         }
         m.push_str("Content-Length: 0\r\n\r\n");
-        self.sock.send_to(m.as_bytes(), self.server).unwrap();
+        self.last = m;
+        self.resend()
+    }
+
+    /// Sends the last request again, byte for byte (a retransmission).
+    fn resend(&mut self) -> String {
+        self.sock
+            .send_to(self.last.as_bytes(), self.server)
+            .unwrap();
         let mut buf = [0u8; 65535];
         let (n, _) = self
             .sock
@@ -237,6 +251,16 @@ fn sha256_digest_with_own_client() {
     let ok = c.register("1001", Some(&auth), "sha-1@test");
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
     assert!(ok.contains("Contact: <sip:1001@"), "{ok}");
+    // The server keeps no transaction after the 200; a retransmission (its
+    // 200 lost) is recognised by the binding it made and answered 200 again.
+    let again = c.resend();
+    assert!(again.starts_with("SIP/2.0 200 "), "{again}");
+    assert!(again.contains("Contact: <sip:1001@"), "{again}");
+    assert!(
+        s.metrics()
+            .contains("hardline_register_total{result=\"retransmission\"} 1"),
+        "the retransmission was not recognised"
+    );
     // Replaying the same credentials (same nc) is refused with a new challenge.
     let replay = c.register("1001", Some(&auth), "sha-1@test");
     assert!(replay.starts_with("SIP/2.0 401 "), "{replay}");
@@ -257,6 +281,78 @@ fn sha256_digest_with_own_client() {
         !s.log_text().contains(&password("1001")),
         "a password reached the log"
     );
+}
+
+/// A database locked by another process: the REGISTER is answered 500 with
+/// Retry-After once the store gives up, the server keeps serving, nothing
+/// stored before is lost, and the next REGISTER after the lock is gone works.
+#[test]
+fn locked_database_answers_500_with_retry_after() {
+    let s = Server::start("locked", "");
+    let mut c = Client::new(s.addr());
+    c.sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let register = |c: &mut Client, call_id: &str| -> String {
+        let r = c.register("1001", None, call_id);
+        let ch = challenges(&r);
+        let parsed = sip::auth::Challenge::parse(&ch[0]).unwrap();
+        let auth = sip::auth::client_authorization(
+            &parsed,
+            "REGISTER",
+            &format!("sip:{DOMAIN}"),
+            "1001",
+            &password("1001"),
+            "0a1b2c3d",
+            1,
+        )
+        .unwrap();
+        c.register("1001", Some(&auth), call_id)
+    };
+    let first = register(&mut c, "locked-1@test");
+    assert!(first.starts_with("SIP/2.0 200 "), "{first}");
+
+    // Another process takes the write lock and holds it.
+    let db = s.dir.join("hardline.db");
+    let mut locker = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys,time\n\
+             c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked',flush=True)\n\
+             time.sleep(float(sys.argv[2]))\n\
+             c.execute('ROLLBACK')",
+        )
+        .arg(&db)
+        .arg("8")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 for the lock holder");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let r = register(&mut c, "locked-2@test");
+    assert!(r.starts_with("SIP/2.0 500 "), "{r}");
+    assert!(r.contains("Retry-After: "), "{r}");
+    // Still serving while the lock is held.
+    assert!(options_ping(s.addr(), Duration::from_secs(2))
+        .is_some_and(|r| r.starts_with("SIP/2.0 200")));
+    let _ = locker.wait();
+
+    let again = register(&mut c, "locked-3@test");
+    assert!(again.starts_with("SIP/2.0 200 "), "{again}");
+    assert!(
+        s.log_text().contains("storing registrations failed"),
+        "the failure is logged"
+    );
+    let regs = s.registrations();
+    assert!(regs.contains("1001 "), "{regs}");
 }
 
 /// Known and unknown users get the same answer: the same status, headers,

@@ -93,8 +93,11 @@ pub struct Core {
     pub(crate) location: Location,
     pub(crate) verifier: Verifier,
     pub(crate) nonce_counter: NonceCounter,
-    pub(crate) servers: HashMap<ServerKey, ServerEntry>,
-    pub(crate) clients: HashMap<ClientKey, ClientEntry>,
+    // Boxed: an entry is several hundred bytes, and a table of tens of
+    // thousands of inline entries stalls the thread for milliseconds each
+    // time it grows.
+    pub(crate) servers: HashMap<ServerKey, Box<ServerEntry>>,
+    pub(crate) clients: HashMap<ClientKey, Box<ClientEntry>>,
     pub(crate) contexts: HashMap<u64, ProxyCtx>,
     pub(crate) timers: TimerQueue<TimerKey>,
     pub(crate) out: VecDeque<Transmit>,
@@ -310,12 +313,12 @@ impl Core {
         self.metrics.transaction_created();
         self.servers.insert(
             key.clone(),
-            ServerEntry {
+            Box::new(ServerEntry {
                 tx,
                 flow,
                 ctx: None,
                 request: None,
-            },
+            }),
         );
         if method == Method::Cancel {
             self.on_cancel(now, &key, &msg);
@@ -467,6 +470,19 @@ impl Core {
         self.transmit(e.flow, bytes);
     }
 
+    /// Sends the final answer of a server transaction and drops it at once.
+    /// For REGISTER: the registrar recognises a retransmission by the
+    /// bindings it left (Call-ID and CSeq), so no Timer J state (32 s over
+    /// UDP) is kept per registration; at thousands of registrations per
+    /// second that state would dominate memory.
+    pub(crate) fn answer_and_forget(&mut self, key: &ServerKey, code: u16, bytes: Bytes) {
+        let Some(e) = self.servers.remove(key) else {
+            return;
+        };
+        self.metrics.response(code, "sent");
+        self.transmit(e.flow, bytes);
+    }
+
     /// The To tag of a stateless response: the same for every retransmission
     /// of a request (§8.2.7), so the ACK of a stateless non-2xx answer to an
     /// INVITE is recognised and absorbed.
@@ -610,6 +626,7 @@ impl Core {
                 }
                 TimerKey::TimerC(id) => self.timer_c(now, id),
                 TimerKey::Expire => {
+                    self.shrink_tables();
                     let n = self.location.expire(now.unix);
                     if n > 0 {
                         debug!(expired = n, "registrations expired");
@@ -627,22 +644,37 @@ impl Core {
             .set((self.servers.len() + self.clients.len()) as i64);
     }
 
+    /// Hash tables keep the capacity of their busiest moment; after a burst
+    /// gives way to quiet, that memory goes back (checked every few seconds).
+    fn shrink_tables(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 4 * m.len() + 64 {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        shrink(&mut self.servers);
+        shrink(&mut self.clients);
+        shrink(&mut self.contexts);
+        shrink(&mut self.pending);
+        self.timers.shrink();
+    }
+
     // ----- store results ----------------------------------------------------
 
-    pub fn store_done(&mut self, now: Now, id: u64, ok: bool) {
+    pub fn store_done(&mut self, _now: Now, id: u64, ok: bool) {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
         if ok {
             self.metrics.register("ok");
-            self.send_on_server(now, &p.key, 200, p.ok_response, "sent");
+            self.answer_and_forget(&p.key, 200, p.ok_response);
         } else {
             // Nothing half-done: the in-memory bindings go back to what the
             // store still holds, and the phone retries after Retry-After.
             warn!(user = %p.user, "registration not stored; answering 500");
             self.location.replace(&p.user, p.undo);
             self.metrics.register("store_failed");
-            self.send_on_server(now, &p.key, 500, p.fail_response, "sent");
+            self.answer_and_forget(&p.key, 500, p.fail_response);
         }
         self.metrics
             .registrations_active
@@ -651,7 +683,7 @@ impl Core {
 
     pub(crate) fn insert_client(&mut self, now: Now, key: ClientKey, entry: ClientEntry) {
         self.metrics.transaction_created();
-        self.clients.insert(key.clone(), entry);
+        self.clients.insert(key.clone(), Box::new(entry));
         self.drive_client(now, &key);
     }
 

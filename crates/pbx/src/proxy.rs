@@ -60,8 +60,14 @@ impl Core {
     pub(crate) fn proxy_to_user(&mut self, now: Now, flow: Flow, key: ServerKey, mut msg: Message) {
         let caller = match self.authenticate(now, &msg, true) {
             Auth::Ok(u) => u,
+            // A reused nonce count on an INVITE is never a retransmission
+            // (the INVITE transaction absorbs those): challenge again.
             Auth::Challenge { stale } => {
                 let h = self.challenge_headers(now, true, stale);
+                return self.reply_stateless(&key, &msg, 407, "Proxy Authentication Required", &h);
+            }
+            Auth::Replayed(_) => {
+                let h = self.challenge_headers(now, true, false);
                 return self.reply_stateless(&key, &msg, 407, "Proxy Authentication Required", &h);
             }
         };

@@ -15,7 +15,12 @@ use store::RegOp;
 
 pub(crate) enum Auth {
     Ok(String),
-    Challenge { stale: bool },
+    Challenge {
+        stale: bool,
+    },
+    /// Valid credentials whose nonce count was already used: a replay, or a
+    /// retransmission of a request we answered and forgot (see `register`).
+    Replayed(String),
 }
 
 impl Core {
@@ -70,7 +75,10 @@ impl Core {
                 }
                 AuthOutcome::BadResponse => self.metrics.auth("bad_credentials"),
                 AuthOutcome::BadNonce => self.metrics.auth("bad_nonce"),
-                AuthOutcome::Replay => self.metrics.auth("replay"),
+                AuthOutcome::Replay => {
+                    self.metrics.auth("replay");
+                    return Auth::Replayed(creds.username.into_owned());
+                }
                 AuthOutcome::WrongRealm => self.metrics.auth("wrong_realm"),
                 AuthOutcome::Unsupported(_) => self.metrics.auth("unsupported"),
             }
@@ -108,8 +116,29 @@ impl Core {
     pub(crate) fn register(&mut self, now: Now, flow: Flow, key: ServerKey, msg: Message) {
         let user = match self.authenticate(now, &msg, false) {
             Auth::Ok(u) => u,
+            Auth::Replayed(u) if self.is_register_retransmission(&u, &msg, now) => {
+                // Registrations are answered and forgotten (no Timer J
+                // state); a retransmission whose 200 got lost finds the
+                // bindings it created and gets them listed again, with
+                // nothing changed. A replayed capture achieves the same.
+                let bindings: Vec<Binding> = self
+                    .location
+                    .get(&u)
+                    .iter()
+                    .filter(|b| b.expires_at > now.unix)
+                    .cloned()
+                    .collect();
+                let resp = self.ok_response(&msg, &bindings, now);
+                self.metrics.register("retransmission");
+                return self.answer_and_forget(&key, 200, resp);
+            }
             Auth::Challenge { stale } => {
                 let h = self.challenge_headers(now, false, stale);
+                self.metrics.register("challenged");
+                return self.reply_stateless(&key, &msg, 401, "Unauthorized", &h);
+            }
+            Auth::Replayed(_) => {
+                let h = self.challenge_headers(now, false, false);
                 self.metrics.register("challenged");
                 return self.reply_stateless(&key, &msg, 401, "Unauthorized", &h);
             }
@@ -146,7 +175,7 @@ impl Core {
         if contacts.is_empty() {
             // A query: list the bindings, store nothing.
             let resp = self.ok_response(&msg, &bindings, now);
-            return self.send_on_server(now, &key, 200, resp, "sent");
+            return self.answer_and_forget(&key, 200, resp);
         }
         let star = contacts.iter().any(|c| matches!(c, Contact::Star));
         if star {
@@ -244,7 +273,7 @@ impl Core {
         let ok_response = self.ok_response(&msg, &bindings, now);
         if ops.is_empty() {
             self.metrics.register("ok");
-            return self.send_on_server(now, &key, 200, ok_response, "sent");
+            return self.answer_and_forget(&key, 200, ok_response);
         }
         let fail_response = self.response(
             &msg,
@@ -268,6 +297,17 @@ impl Core {
             },
         );
         self.store_out.push_back(StoreBatch { id, ops });
+    }
+
+    /// A REGISTER with the Call-ID and CSeq of a live binding of `user`
+    /// is the request that created it, sent again.
+    fn is_register_retransmission(&self, user: &str, msg: &Message, now: Now) -> bool {
+        let call_id = msg.call_id();
+        let cseq = msg.cseq().seq;
+        self.location
+            .get(user)
+            .iter()
+            .any(|b| b.expires_at > now.unix && b.call_id == call_id && b.cseq == cseq)
     }
 
     fn ok_response(&mut self, msg: &Message, bindings: &[Binding], now: Now) -> bytes::Bytes {

@@ -112,6 +112,18 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
     }
 
     /// Number of keys with a live deadline.
+    /// Gives back the capacity a burst left behind (stale entries are
+    /// already compacted as they pile up).
+    pub fn shrink(&mut self) {
+        self.maybe_compact();
+        if self.heap.capacity() > 4 * self.heap.len() + 64 {
+            self.heap.shrink_to(2 * self.heap.len());
+        }
+        if self.live.capacity() > 4 * self.live.len() + 64 {
+            self.live.shrink_to(2 * self.live.len());
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.live.len()
     }
