@@ -25,6 +25,10 @@ pub struct Binding {
 #[derive(Default)]
 pub struct Location {
     by_user: HashMap<String, Vec<Binding>>,
+    /// Users holding a binding per [`contact_key`] of its Contact, one entry
+    /// per binding: in-dialog requests find their target's binding without
+    /// comparing the Request-URI with every registered contact.
+    by_contact: HashMap<String, Vec<String>>,
     count: usize,
 }
 
@@ -50,6 +54,8 @@ impl Location {
 
     /// Replaces the bindings of `user`; returns the previous ones (undo).
     pub fn replace(&mut self, user: &str, bindings: Vec<Binding>) -> Vec<Binding> {
+        self.index(user, &bindings, true);
+        self.count += bindings.len();
         let old = if bindings.is_empty() {
             self.by_user.remove(user).unwrap_or_default()
         } else {
@@ -57,37 +63,79 @@ impl Location {
                 .insert(user.to_string(), bindings)
                 .unwrap_or_default()
         };
-        self.recount();
+        self.index(user, &old, false);
+        self.count -= old.len();
         old
     }
 
     pub fn retain_users(&mut self, keep: impl Fn(&str) -> bool) {
         self.by_user.retain(|u, _| keep(u));
-        self.recount();
+        self.rebuild();
     }
 
-    fn recount(&mut self) {
+    fn rebuild(&mut self) {
         self.count = self.by_user.values().map(|v| v.len()).sum();
+        let mut index: HashMap<String, Vec<String>> = HashMap::new();
+        for (user, bindings) in &self.by_user {
+            for b in bindings {
+                index
+                    .entry(contact_key(&b.contact))
+                    .or_default()
+                    .push(user.clone());
+            }
+        }
+        self.by_contact = index;
+    }
+
+    /// Adds (or removes) one index entry per binding of `user`.
+    fn index(&mut self, user: &str, bindings: &[Binding], add: bool) {
+        for b in bindings {
+            let key = contact_key(&b.contact);
+            if add {
+                self.by_contact
+                    .entry(key)
+                    .or_default()
+                    .push(user.to_string());
+            } else if let Some(users) = self.by_contact.get_mut(&key) {
+                if let Some(i) = users.iter().position(|u| u == user) {
+                    users.swap_remove(i);
+                }
+                if users.is_empty() {
+                    self.by_contact.remove(&key);
+                }
+            }
+        }
     }
 
     /// Drops expired bindings; returns how many.
     pub fn expire(&mut self, now: u64) -> usize {
-        let before = self.count;
-        self.by_user.retain(|_, v| {
-            v.retain(|b| b.expires_at > now);
+        let mut gone: Vec<(String, Binding)> = Vec::new();
+        self.by_user.retain(|u, v| {
+            v.retain(|b| {
+                let live = b.expires_at > now;
+                if !live {
+                    gone.push((u.clone(), b.clone()));
+                }
+                live
+            });
             !v.is_empty()
         });
-        self.recount();
-        before - self.count
+        for (u, b) in &gone {
+            self.index(u, std::slice::from_ref(b), false);
+        }
+        self.count -= gone.len();
+        gone.len()
     }
 
     /// The binding whose Contact is `uri` (an in-dialog request to a
     /// registered phone goes through its flow when it is behind NAT).
     pub fn find_contact(&self, uri: &str, now: u64) -> Option<&Binding> {
-        self.by_user
-            .values()
-            .flatten()
-            .find(|b| b.expires_at > now && contact_uri_eq(&b.contact, uri))
+        let users = self.by_contact.get(&contact_key(uri))?;
+        users.iter().find_map(|u| {
+            self.get(u)
+                .iter()
+                .find(|b| b.expires_at > now && contact_uri_eq(&b.contact, uri))
+        })
     }
 
     pub fn from_store(&mut self, rows: Vec<store::Binding>) {
@@ -121,7 +169,7 @@ impl Location {
             };
             self.by_user.entry(r.aor).or_default().push(b);
         }
-        self.recount();
+        self.rebuild();
     }
 }
 
@@ -146,10 +194,127 @@ pub fn to_store(user: &str, b: &Binding) -> store::Binding {
     }
 }
 
+/// An index key equal for every pair of URIs [`contact_uri_eq`] calls equal
+/// (it may also be equal for some that are not: candidates are compared in
+/// full): the user part with escapes decoded, the host in lower case, the
+/// port. Text that does not parse as a SIP URI is keyed by its lower case.
+pub fn contact_key(uri: &str) -> String {
+    match sip::uri::Uri::parse(uri) {
+        Ok(sip::uri::Uri::Sip(s)) => {
+            let mut key = String::with_capacity(uri.len());
+            if let Some(user) = s.user {
+                let b = user.as_bytes();
+                let mut i = 0;
+                while i < b.len() {
+                    let decoded = (b[i] == b'%')
+                        .then(|| user.get(i + 1..i + 3))
+                        .flatten()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match decoded {
+                        Some(c) => {
+                            key.push(char::from(c));
+                            i += 3;
+                        }
+                        None => {
+                            key.push(char::from(b[i]));
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            key.push('@');
+            key.push_str(&s.host.to_string().to_ascii_lowercase());
+            if let Some(p) = s.port {
+                key.push(':');
+                key.push_str(&p.to_string());
+            }
+            key
+        }
+        _ => uri.to_ascii_lowercase(),
+    }
+}
+
 /// Contact URIs compare per RFC 3261 §19.1.4 where they parse, else as text.
 pub fn contact_uri_eq(a: &str, b: &str) -> bool {
     match (sip::uri::Uri::parse(a), sip::uri::Uri::parse(b)) {
         (Ok(x), Ok(y)) => x.equivalent(&y),
         _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Transport;
+
+    fn binding(contact: &str, expires_at: u64) -> Binding {
+        let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        Binding {
+            contact: contact.into(),
+            expires_at,
+            call_id: "c".into(),
+            cseq: 1,
+            q: 1000,
+            source: Flow {
+                transport: Transport::Udp,
+                local: a,
+                remote: a,
+            },
+            use_source: false,
+            instance: None,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn find_contact_uses_uri_equivalence() {
+        let mut l = Location::default();
+        l.replace(
+            "1000",
+            vec![binding(
+                "sip:alice%41@Phone.Example:5070;transport=udp",
+                100,
+            )],
+        );
+        l.replace("1001", vec![binding("sip:bob@phone.example:5070", 100)]);
+        assert_eq!(l.count(), 2);
+        // Escaped and unescaped user, host case: the same contact.
+        let b = l.find_contact("sip:aliceA@PHONE.example:5070;transport=UDP", 50);
+        assert_eq!(
+            b.map(|b| b.contact.as_str()),
+            Some("sip:alice%41@Phone.Example:5070;transport=udp")
+        );
+        // A different port or a transport mismatch is another contact.
+        assert!(l
+            .find_contact("sip:aliceA@phone.example:5071", 50)
+            .is_none());
+        assert!(l
+            .find_contact("sip:aliceA@phone.example:5070;transport=tcp", 50)
+            .is_none());
+        // Expired bindings are not found.
+        assert!(l.find_contact("sip:bob@phone.example:5070", 100).is_none());
+    }
+
+    #[test]
+    fn index_follows_replace_expire_and_removal() {
+        let mut l = Location::default();
+        l.replace(
+            "1000",
+            vec![binding("sip:a@h1", 10), binding("sip:b@h2", 100)],
+        );
+        assert!(l.find_contact("sip:a@h1", 5).is_some());
+        let old = l.replace("1000", vec![binding("sip:b@h2", 100)]);
+        assert_eq!(old.len(), 2);
+        assert_eq!(l.count(), 1);
+        assert!(l.find_contact("sip:a@h1", 5).is_none());
+        assert!(l.find_contact("sip:b@h2", 5).is_some());
+        l.replace("2000", vec![binding("sip:b@h2", 20)]);
+        assert_eq!(l.expire(50), 1);
+        assert_eq!(l.count(), 1);
+        assert_eq!(l.by_contact.get("b@h2").map(Vec::len), Some(1));
+        l.replace("1000", vec![]);
+        assert_eq!(l.count(), 0);
+        assert!(l.by_contact.is_empty());
+        assert!(l.find_contact("sip:b@h2", 5).is_none());
     }
 }
