@@ -30,7 +30,10 @@ QUICK=()
     echo "harness not found at $HARNESS (set HARNESS=)" >&2
     exit 2
 }
-RUN="$root/bench/results/$(date +%Y%m%d-%H%M%S)"
+# RUN= reuses a run directory; PHASES= picks "main" (the ladders) and/or
+# "many" (memory with MANY_USERS registrations).
+RUN=${RUN:-$root/bench/results/$(date +%Y%m%d-%H%M%S)}
+PHASES=${PHASES:-"main many"}
 mkdir -p "$RUN"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 
@@ -62,7 +65,7 @@ start_hardline() {
         --metrics-port "$METRICS_PORT" >"$dir/hardline.toml"
     nice -n "$NICE" "$BIN" serve --config "$dir/hardline.toml" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do
         if grep -q "hardline ready" "$dir/server.log" 2>/dev/null; then
             return 0
         fi
@@ -80,23 +83,27 @@ harness() {  # OUT-DIR ARGS... (bench.sh takes its parameters from the environme
     bash "$HARNESS/bench.sh" --out "$out" "${QUICK[@]}" "$@"
 }
 
-echo "== hardline: $TESTS"
-start_hardline "$RUN/hardline-server" 1000
-harness "$RUN/hardline" --server external --target "127.0.0.1:$PORT" \
-    --server-pid "$SERVER_PID" --tests "$TESTS"
-stop_server
+if [[ " $PHASES " == *" main "* ]]; then
+    echo "== hardline: $TESTS"
+    start_hardline "$RUN/hardline-server" 1000
+    harness "$RUN/hardline" --server external --target "127.0.0.1:$PORT" \
+        --server-pid "$SERVER_PID" --tests "$TESTS"
+    stop_server
 
-echo "== kamailio: $TESTS"
-harness "$RUN/kamailio" --tests "$TESTS"
+    echo "== kamailio: $TESTS"
+    harness "$RUN/kamailio" --tests "$TESTS"
+fi
 
 # Memory with many registrations: the same harness step (mem) with more
 # users, registered at a rate both servers take without loss.
-echo "== memory with $MANY_USERS registrations"
-start_hardline "$RUN/hardline-server-many" "$MANY_USERS"
-USERS=$MANY_USERS PREREG_RATE=${MANY_RATE:-500} harness "$RUN/hardline-many" \
-    --server external --target "127.0.0.1:$PORT" --server-pid "$SERVER_PID" --tests mem
-stop_server
-USERS=$MANY_USERS PREREG_RATE=${MANY_RATE:-500} harness "$RUN/kamailio-many" --tests mem
+if [[ " $PHASES " == *" many "* ]]; then
+    echo "== memory with $MANY_USERS registrations"
+    start_hardline "$RUN/hardline-server-many" "$MANY_USERS"
+    USERS=$MANY_USERS PREREG_RATE=${MANY_RATE:-500} harness "$RUN/hardline-many" \
+        --server external --target "127.0.0.1:$PORT" --server-pid "$SERVER_PID" --tests mem
+    stop_server
+    USERS=$MANY_USERS PREREG_RATE=${MANY_RATE:-500} harness "$RUN/kamailio-many" --tests mem
+fi
 
 python3 "$root/bench/compare.py" "$RUN" | tee "$RUN/comparison.md"
 echo "results: $RUN"

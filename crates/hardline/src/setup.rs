@@ -170,6 +170,13 @@ pub async fn open_store(cfg: &Config) -> Result<Store> {
 /// Config-defined extensions are written into the user table on every start
 /// and reload, so the server and the CLI read users from one place.
 pub async fn sync_config_users(store: &Store, cfg: &Config) -> Result<()> {
+    let mut existing: std::collections::HashMap<String, UserRecord> = store
+        .users_list()
+        .await?
+        .into_iter()
+        .map(|u| (u.username.clone(), u))
+        .collect();
+    let mut changed = Vec::new();
     for e in &cfg.extensions {
         let (md5, sha) = match &e.credential {
             Credential::Password(pw) => (
@@ -181,7 +188,7 @@ pub async fn sync_config_users(store: &Store, cfg: &Config) -> Result<()> {
                 sha256.clone().unwrap_or_default(),
             ),
         };
-        let existing = store.user_get(&e.user).await?;
+        let existing = existing.remove(&e.user);
         if existing
             .as_ref()
             .is_some_and(|u| u.ha1_md5 == md5 && u.ha1_sha256 == sha)
@@ -197,8 +204,9 @@ pub async fn sync_config_users(store: &Store, cfg: &Config) -> Result<()> {
                 .map(|u| u.created_at)
                 .unwrap_or(crate::server::now().unix as i64),
         };
-        store.user_upsert(&rec).await?;
+        changed.push(rec);
     }
+    store.users_upsert(&changed).await?;
     Ok(())
 }
 
@@ -267,15 +275,37 @@ pub fn core_config(
 }
 
 pub fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HARDLINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.as_str()));
-    // The database driver logs every statement at debug: keep it quiet.
-    let filter = filter.add_directive("sqlx=warn".parse().expect("static directive"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // `Targets` ("info", "hardline=debug,warn", ...) rather than EnvFilter:
+    // the same syntax for what operators set, without a regex engine in the
+    // binary (it must fit a small router).
+    let spec = std::env::var("HARDLINE_LOG").unwrap_or_default();
+    let targets = spec
+        .parse::<tracing_subscriber::filter::Targets>()
+        .ok()
+        .filter(|_| !spec.trim().is_empty())
+        .unwrap_or_else(|| {
+            if !spec.trim().is_empty() {
+                eprintln!("hardline: HARDLINE_LOG={spec:?} is not a valid filter; using log.level");
+            }
+            tracing_subscriber::filter::Targets::new().with_default(
+                cfg.log
+                    .level
+                    .as_str()
+                    .parse::<tracing::Level>()
+                    .unwrap_or(tracing::Level::INFO),
+            )
+        })
+        // The database driver logs every statement at debug: keep it quiet.
+        .with_target("sqlx", tracing::Level::WARN);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(targets)
         .try_init();
 }
 

@@ -168,16 +168,27 @@ impl Store {
     /// Insert or replace a user. On replace, `created_at` keeps its original
     /// value. Bumps [`Store::users_generation`].
     pub async fn user_upsert(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.users_upsert(std::slice::from_ref(user)).await
+    }
+
+    /// [`Store::user_upsert`] for many users in one transaction (one fsync:
+    /// a config with thousands of extensions starts in a moment).
+    pub async fn users_upsert(&self, users: &[UserRecord]) -> Result<(), StoreError> {
+        if users.is_empty() {
+            return Ok(());
+        }
         let b = self.backend;
         let mut tx = self.begin_write().await?;
-        sqlx::query(&b.sql(sql::USER_UPSERT))
-            .bind(user.username.as_str())
-            .bind(user.ha1_md5.as_str())
-            .bind(user.ha1_sha256.as_str())
-            .bind(user.display_name.as_deref())
-            .bind(user.created_at)
-            .execute(&mut *tx)
-            .await?;
+        for user in users {
+            sqlx::query(&b.sql(sql::USER_UPSERT))
+                .bind(user.username.as_str())
+                .bind(user.ha1_md5.as_str())
+                .bind(user.ha1_sha256.as_str())
+                .bind(user.display_name.as_deref())
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
         self.bump_users_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
