@@ -270,6 +270,7 @@ async fn reader(rt: &Arc<Runtime>, mut rd: tokio::net::tcp::OwnedReadHalf, flow:
     // The deadline runs from the last completed message, not the last read,
     // so a peer trickling bytes cannot hold a connection open.
     let mut deadline = tokio::time::Instant::now() + incomplete_timeout;
+    let mut crlf_run = 0usize;
     loop {
         let mut progressed = false;
         loop {
@@ -279,9 +280,21 @@ async fn reader(rt: &Arc<Runtime>, mut rd: tokio::net::tcp::OwnedReadHalf, flow:
                     let msg = Bytes::copy_from_slice(&buf[..n]);
                     buf.advance(n);
                     progressed = true;
-                    if msg.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                        continue; // keep-alive CRLFs
+                    if sip::parse::is_keepalive(&msg) {
+                        // RFC 5626 §4.4.1: a CRLFCRLF ping gets a CRLF pong.
+                        // Counted across reads, since the four bytes may be
+                        // split; a run never grows past one ping.
+                        crlf_run += msg.len();
+                        if crlf_run >= 4 {
+                            crlf_run = 0;
+                            rt.send(vec![Transmit {
+                                flow,
+                                data: Bytes::from_static(b"\r\n"),
+                            }]);
+                        }
+                        continue;
                     }
+                    crlf_run = 0;
                     rt.input(flow, msg);
                 }
                 Ok(None) => break,

@@ -472,6 +472,35 @@ fn challenges_keep_no_state_and_absorb_the_ack() {
     );
 }
 
+/// RFC 5626 §4.4.1: a CRLFCRLF ping on a TCP connection gets a CRLF pong,
+/// also when the ping arrives in pieces, and the connection stays usable.
+#[test]
+fn tcp_crlf_keepalive_gets_a_pong() {
+    use std::io::{Read, Write};
+    let s = Server::start("keepalive", "");
+    let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut pong = [0u8; 2];
+    c.write_all(b"\r\n\r\n").unwrap();
+    c.read_exact(&mut pong).expect("no pong to a CRLFCRLF ping");
+    assert_eq!(&pong, b"\r\n");
+    c.write_all(b"\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(b"\r\n").unwrap();
+    c.read_exact(&mut pong)
+        .expect("no pong to a ping sent in two pieces");
+    assert_eq!(&pong, b"\r\n");
+    let local = c.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-ka-1\r\nMax-Forwards: 70\r\nFrom: <sip:probe@{DOMAIN}>;tag=ka\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: keepalive@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    c.write_all(options.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = c.read(&mut buf).unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]);
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+}
+
 // ----- RFC 4475 over the wire -----------------------------------------------
 
 fn corpus_dir() -> std::path::PathBuf {
