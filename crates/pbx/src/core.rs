@@ -518,6 +518,12 @@ impl Core {
         let Some(e) = self.servers.get_mut(key) else {
             return;
         };
+        if code >= 200 {
+            // The request was kept to answer a CANCEL or Timer C; once a
+            // final is out it is dead weight for the 32 s the transaction
+            // still lingers.
+            e.request = None;
+        }
         match e.tx.send_response(code, bytes, now.mono) {
             Ok(()) => self.metrics.response(code, origin),
             Err(err) => debug!(code, error = %err, "response not allowed in transaction state"),
