@@ -237,9 +237,7 @@ impl Core {
         } else {
             self.on_response(now, flow, msg);
         }
-        self.metrics
-            .transactions_active
-            .set((self.servers.len() + self.clients.len()) as i64);
+        self.set_transaction_gauge();
     }
 
     pub fn transport_error(&mut self, now: Now, flow: Flow) {
@@ -456,9 +454,9 @@ impl Core {
         reason: &str,
         extra: &[(HeaderName<'static>, String)],
     ) {
-        let Some(e) = self.servers.remove(key) else {
+        if !self.servers.contains_key(key) {
             return;
-        };
+        }
         let b = Message::response_to(req, code, reason);
         let bytes = if req.to().and_then(|t| t.tag()).is_none() {
             let tag = self.stateless_tag(req);
@@ -466,8 +464,7 @@ impl Core {
         } else {
             self.finish_response(b, extra, code)
         };
-        self.metrics.response(code, "sent");
-        self.transmit(e.flow, bytes);
+        self.answer_and_forget(key, code, bytes);
     }
 
     /// Sends the final answer of a server transaction and drops it at once.
@@ -645,6 +642,10 @@ impl Core {
                 }
             }
         }
+        self.set_transaction_gauge();
+    }
+
+    fn set_transaction_gauge(&self) {
         self.metrics
             .transactions_active
             .set((self.servers.len() + self.clients.len()) as i64);

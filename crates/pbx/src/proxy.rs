@@ -62,12 +62,8 @@ impl Core {
             Auth::Ok(u) => u,
             // A reused nonce count on an INVITE is never a retransmission
             // (the INVITE transaction absorbs those): challenge again.
-            Auth::Challenge { stale } => {
-                let h = self.challenge_headers(now, true, stale);
-                return self.reply_stateless(&key, &msg, 407, "Proxy Authentication Required", &h);
-            }
-            Auth::Replayed(_) => {
-                let h = self.challenge_headers(now, true, false);
+            refused => {
+                let h = self.challenge_headers(now, true, refused.stale());
                 return self.reply_stateless(&key, &msg, 407, "Proxy Authentication Required", &h);
             }
         };

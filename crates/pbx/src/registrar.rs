@@ -23,6 +23,13 @@ pub(crate) enum Auth {
     Replayed(String),
 }
 
+impl Auth {
+    /// For a refusal: whether the challenge says `stale=true`.
+    pub(crate) fn stale(&self) -> bool {
+        matches!(self, Auth::Challenge { stale: true })
+    }
+}
+
 impl Core {
     /// Checks every credential line for our realm (RFC 3261 §22.3: a request
     /// may carry several); unknown schemes are ignored (RFC 4475 regaut01).
@@ -121,24 +128,13 @@ impl Core {
                 // state); a retransmission whose 200 got lost finds the
                 // bindings it created and gets them listed again, with
                 // nothing changed. A replayed capture achieves the same.
-                let bindings: Vec<Binding> = self
-                    .location
-                    .get(&u)
-                    .iter()
-                    .filter(|b| b.expires_at > now.unix)
-                    .cloned()
-                    .collect();
+                let bindings = self.live_bindings(&u, now);
                 let resp = self.ok_response(&msg, &bindings, now);
                 self.metrics.register("retransmission");
                 return self.answer_and_forget(&key, 200, resp);
             }
-            Auth::Challenge { stale } => {
-                let h = self.challenge_headers(now, false, stale);
-                self.metrics.register("challenged");
-                return self.reply_stateless(&key, &msg, 401, "Unauthorized", &h);
-            }
-            Auth::Replayed(_) => {
-                let h = self.challenge_headers(now, false, false);
+            refused => {
+                let h = self.challenge_headers(now, false, refused.stale());
                 self.metrics.register("challenged");
                 return self.reply_stateless(&key, &msg, 401, "Unauthorized", &h);
             }
@@ -168,8 +164,7 @@ impl Core {
         let call_id = msg.call_id().to_string();
         let cseq = msg.cseq().seq;
         let header_expires = msg.expires();
-        let mut bindings: Vec<Binding> = self.location.get(&user).to_vec();
-        bindings.retain(|b| b.expires_at > now.unix);
+        let mut bindings = self.live_bindings(&user, now);
         let mut ops = Vec::new();
 
         if contacts.is_empty() {
@@ -297,6 +292,16 @@ impl Core {
             },
         );
         self.store_out.push_back(StoreBatch { id, ops });
+    }
+
+    /// The unexpired bindings of `user`, in stored order.
+    fn live_bindings(&self, user: &str, now: Now) -> Vec<Binding> {
+        self.location
+            .get(user)
+            .iter()
+            .filter(|b| b.expires_at > now.unix)
+            .cloned()
+            .collect()
     }
 
     /// A REGISTER with the Call-ID and CSeq of a live binding of `user`
