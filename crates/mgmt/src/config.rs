@@ -699,6 +699,7 @@ limits_schema! {
     stream_idle_timeout_secs: 1..=86_400,
     max_udp_inflight: 1..=1_000_000,
     max_transactions: 1..=10_000_000,
+    max_lingering: 1..=10_000_000,
 }
 
 fn read_limits(mut sec: Section, errs: &mut Errors) -> Limits {
@@ -1465,6 +1466,7 @@ max_contacts_per_user = 10
 # stream_idle_timeout_secs = 30      # idle TCP connection lifetime, 1..=86400
 # max_udp_inflight = 1024            # queued datagrams (then dropped), 1..=1000000
 # max_transactions = 65536           # live transactions, 1..=10000000
+# max_lingering = 65536              # finished transactions absorbing retransmissions, per side; 1..=10000000
 
 [metrics]
 # Prometheus / OpenMetrics endpoint at http://LISTEN/metrics.

@@ -14,7 +14,8 @@ use sip::header::HeaderName;
 use sip::message::Message;
 use sip::method::Method;
 use sip::transaction::{
-    ClientKey, ClientTransaction, ServerKey, ServerTransaction, TimerQueue, Timers, TxEvent,
+    ClientKey, ClientTransaction, LingerTable, ServerKey, ServerTransaction, TimerQueue, Timers,
+    TxEvent,
 };
 use sip::Limits;
 use std::collections::{HashMap, VecDeque};
@@ -98,6 +99,10 @@ pub struct Core {
     // time it grows.
     pub(crate) servers: HashMap<ServerKey, Box<ServerEntry>>,
     pub(crate) clients: HashMap<ClientKey, Box<ClientEntry>>,
+    /// Transactions past their final response, kept compact for the rest
+    /// of their linger (up to 32 s over UDP) to absorb retransmissions.
+    pub(crate) server_linger: LingerTable<ServerKey, Flow>,
+    pub(crate) client_linger: LingerTable<ClientKey, Flow>,
     pub(crate) contexts: HashMap<u64, ProxyCtx>,
     pub(crate) timers: TimerQueue<TimerKey>,
     pub(crate) out: VecDeque<Transmit>,
@@ -129,6 +134,7 @@ impl Core {
         metrics.registrations_active.set(location.count() as i64);
         let mut timers = TimerQueue::new();
         timers.schedule(TimerKey::Expire, now.mono + EXPIRE_EVERY);
+        let max_lingering = cfg.limits.max_lingering;
         Core {
             nonce_counter: NonceCounter::new(cfg.limits.max_transactions.max(1024) * 4),
             cfg,
@@ -138,6 +144,8 @@ impl Core {
             verifier,
             servers: HashMap::new(),
             clients: HashMap::new(),
+            server_linger: LingerTable::new(max_lingering),
+            client_linger: LingerTable::new(max_lingering),
             contexts: HashMap::new(),
             timers,
             out: VecDeque::new(),
@@ -167,6 +175,8 @@ impl Core {
         // Listeners are bound once; keep the ones we have.
         cfg.local_addrs = self.cfg.local_addrs.clone();
         self.verifier = make_verifier(&cfg);
+        self.server_linger.set_max(cfg.limits.max_lingering);
+        self.client_linger.set_max(cfg.limits.max_lingering);
         self.cfg = cfg;
     }
 
@@ -189,7 +199,14 @@ impl Core {
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.timers.next_deadline()
+        [
+            self.timers.next_deadline(),
+            self.server_linger.next_deadline(),
+            self.client_linger.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- random identifiers ----------------------------------------------
@@ -274,6 +291,12 @@ impl Core {
                     self.drive_server(now, &key);
                     return;
                 }
+            } else if self
+                .server_linger
+                .get(&key)
+                .is_some_and(|(r, _)| r.on_ack())
+            {
+                return;
             }
             // The ACK of a stateless non-2xx answer (a 407 challenge) ends
             // here; RFC 3261 §8.2.7: a stateless UAS ignores ACK.
@@ -289,6 +312,14 @@ impl Core {
                 self.drive_server(now, &key);
                 return;
             }
+        } else if let Some((r, f)) = self.server_linger.get(&key) {
+            // A retransmission after the final response: absorbed, and a
+            // non-INVITE gets its final again (§17.2.2).
+            if let Some(resend) = r.on_request() {
+                let f = *f;
+                self.transmit(f, resend);
+            }
+            return;
         }
         if self.servers.len() >= self.cfg.limits.max_transactions {
             self.metrics.drop_reason("transaction_limit");
@@ -513,6 +544,15 @@ impl Core {
         origin: &'static str,
     ) {
         let Some(e) = self.servers.get_mut(key) else {
+            // Further 2xx of a forked INVITE pass through its Accepted
+            // remnant (RFC 6026 §7.1).
+            if let Some((r, f)) = self.server_linger.get(key) {
+                if r.passes_2xx() && (200..300).contains(&code) {
+                    let f = *f;
+                    self.metrics.response(code, origin);
+                    self.transmit(f, bytes);
+                }
+            }
             return;
         };
         if code >= 200 {
@@ -530,7 +570,7 @@ impl Core {
 
     // ----- driving transactions ---------------------------------------------
 
-    pub(crate) fn drive_server(&mut self, _now: Now, key: &ServerKey) {
+    pub(crate) fn drive_server(&mut self, now: Now, key: &ServerKey) {
         let Some(e) = self.servers.get_mut(key) else {
             return;
         };
@@ -548,13 +588,19 @@ impl Core {
             }
         }
         let deadline = e.tx.poll_timeout();
+        let remnant = if terminated { None } else { e.tx.remnant() };
         let ctx = e.ctx;
         for b in sends {
             self.transmit(flow, b);
         }
-        if terminated {
+        if terminated || remnant.is_some() {
             self.servers.remove(key);
             self.timers.cancel(&TimerKey::Server(key.clone()));
+            if let Some(r) = remnant.filter(|r| r.until() > now.mono) {
+                if self.server_linger.insert(key, r, flow) {
+                    self.metrics.transactions_evicted.inc();
+                }
+            }
             if let Some(c) = ctx {
                 self.context_server_gone(c);
             }
@@ -577,6 +623,7 @@ impl Core {
             events.push(ev);
         }
         let deadline = e.tx.poll_timeout();
+        let mut remnant = e.tx.remnant();
         let ctx = e.ctx;
         for b in sends {
             self.transmit(flow, b);
@@ -598,8 +645,16 @@ impl Core {
             }
         }
         if terminated {
+            remnant = None;
+        }
+        if terminated || remnant.is_some() {
             self.clients.remove(key);
             self.timers.cancel(&TimerKey::Client(key.clone()));
+            if let Some(r) = remnant.filter(|r| r.until() > now.mono) {
+                if self.client_linger.insert(key, r, flow) {
+                    self.metrics.transactions_evicted.inc();
+                }
+            }
             if let Some(c) = ctx {
                 self.context_branch_gone(c, key);
             }
@@ -610,6 +665,8 @@ impl Core {
 
     pub fn handle_timeout(&mut self, now: Now) {
         // Bounded per call so one wake-up cannot monopolise the core.
+        self.server_linger.expire(now.mono, 10_000);
+        self.client_linger.expire(now.mono, 10_000);
         for _ in 0..10_000 {
             let Some(k) = self.timers.pop_expired(now.mono) else {
                 break;
@@ -649,6 +706,9 @@ impl Core {
         self.metrics
             .transactions_active
             .set((self.servers.len() + self.clients.len()) as i64);
+        self.metrics
+            .transactions_lingering
+            .set((self.server_linger.len() + self.client_linger.len()) as i64);
     }
 
     /// Hash tables keep the capacity of their busiest moment; after a burst
@@ -664,6 +724,8 @@ impl Core {
         shrink(&mut self.contexts);
         shrink(&mut self.pending);
         self.timers.shrink();
+        self.server_linger.shrink();
+        self.client_linger.shrink();
     }
 
     // ----- store results ----------------------------------------------------

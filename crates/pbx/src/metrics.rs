@@ -38,6 +38,8 @@ pub struct Metrics {
     register: Family<ResultLabel, Counter>,
     transactions_created: Counter,
     pub transactions_active: Gauge,
+    pub transactions_lingering: Gauge,
+    pub transactions_evicted: Counter,
     pub registrations_active: Gauge,
     pub calls_proxied: Counter,
 }
@@ -73,6 +75,8 @@ impl Metrics {
             register: Family::default(),
             transactions_created: Counter::default(),
             transactions_active: Gauge::default(),
+            transactions_lingering: Gauge::default(),
+            transactions_evicted: Counter::default(),
             registrations_active: Gauge::default(),
             calls_proxied: Counter::default(),
         };
@@ -98,6 +102,16 @@ impl Metrics {
             "transactions_active",
             "SIP transactions in progress",
             m.transactions_active.clone(),
+        );
+        registry.register(
+            "transactions_lingering",
+            "SIP transactions past their final response, absorbing retransmissions",
+            m.transactions_lingering.clone(),
+        );
+        registry.register(
+            "transactions_evicted",
+            "Lingering transactions dropped early because limits.max_lingering was reached",
+            m.transactions_evicted.clone(),
         );
         registry.register(
             "registrations_active",

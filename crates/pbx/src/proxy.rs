@@ -294,8 +294,20 @@ impl Core {
         }
         let cseq = msg.cseq().clone();
         let ckey = ClientKey::new(via.branch().unwrap_or(""), cseq.method.as_str());
+        let two_to_invite = cseq.method == Method::Invite && (200..300).contains(&code);
         let Some(e) = self.clients.get_mut(&ckey) else {
-            if cseq.method == Method::Invite && (200..300).contains(&code) {
+            if let Some((r, f)) = self.client_linger.get(&ckey) {
+                // After the final: absorbed, the ACK resent for a
+                // retransmitted non-2xx, a 2xx relayed by its Via.
+                let (action, resend) = r.on_response(code);
+                let f = *f;
+                if let Some(ack) = resend {
+                    self.transmit(f, ack);
+                }
+                if action == ResponseAction::Deliver && two_to_invite {
+                    self.forward_stateless_response(msg);
+                }
+            } else if two_to_invite {
                 self.forward_stateless_response(msg);
             } else {
                 self.metrics.drop_reason("stray_response");
@@ -318,10 +330,12 @@ impl Core {
             }
             ResponseAction::Deliver => {}
         }
-        self.drive_client(now, &ckey);
+        // The context learns of the response before the transaction may be
+        // reduced to a remnant, which can end the context.
         if let Some(c) = ctx {
             self.branch_response(now, c, &ckey, msg, code);
         }
+        self.drive_client(now, &ckey);
     }
 
     /// The request as sent on one branch (§16.6 steps 1-8).
@@ -583,10 +597,11 @@ impl Core {
 
     pub(crate) fn on_cancel(&mut self, now: Now, key: &ServerKey, msg: &Message) {
         let target = key.cancel_target();
-        let ctx = target
-            .as_ref()
-            .and_then(|t| self.servers.get(t))
-            .map(|e| e.ctx);
+        let ctx = target.as_ref().and_then(|t| match self.servers.get(t) {
+            Some(e) => Some(e.ctx),
+            // Answered already: the CANCEL gets its 200 and changes nothing.
+            None => self.server_linger.contains(t).then_some(None),
+        });
         match ctx {
             None => self.reply(now, key, msg, 481, "Call/Transaction Does Not Exist", &[]),
             Some(c) => {

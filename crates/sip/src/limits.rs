@@ -34,8 +34,16 @@ pub struct Limits {
     /// Most received datagrams queued for processing at once; beyond this they
     /// are dropped rather than buffered (default 1024).
     pub max_udp_inflight: usize,
-    /// Most live server + client transactions (default 65 536).
+    /// Most live server + client transactions (default 65 536). Lingering
+    /// ones (after their final response) are counted apart.
     pub max_transactions: usize,
+    /// Most transactions lingering after their final response (Timers D, I,
+    /// J, K, L, M: up to 32 s over UDP), on the server side and on the
+    /// client side each (default 65 536; about 200 bytes each, plus the
+    /// response a non-INVITE keeps to resend). When full, the one closest to
+    /// its end goes: retransmissions are absorbed for a shorter time, calls
+    /// are never refused for it.
+    pub max_lingering: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +62,7 @@ impl Default for Limits {
             stream_idle_timeout_secs: 30,
             max_udp_inflight: 1024,
             max_transactions: 65_536,
+            max_lingering: 65_536,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Io, Retransmit, Slot, Timers, Transaction, TxError, TxEvent};
+use super::{Io, Remnant, RemnantKind, Retransmit, Slot, Timers, Transaction, TxError, TxEvent};
 
 /// Client transaction states. `Calling` and `Accepted` only occur for INVITE,
 /// `Trying` only for non-INVITE.
@@ -274,6 +274,23 @@ impl ClientTransaction {
 
     pub fn is_terminated(&self) -> bool {
         self.state == ClientState::Terminated
+    }
+
+    /// Once only the linger timer is left (Accepted, or Completed with its
+    /// ACK set) and the queues are drained, what the rest of its life needs;
+    /// the caller may then drop the transaction for it.
+    pub fn remnant(&self) -> Option<Remnant> {
+        let until = self.io.only_lingering()?;
+        let (kind, resend) = match (self.invite, self.state) {
+            (true, ClientState::Accepted) => (RemnantKind::ClientAccepted, None),
+            // Until the TU hands over the ACK there is nothing to resend.
+            (true, ClientState::Completed) => {
+                (RemnantKind::ClientCompleted, Some(self.ack.clone()?))
+            }
+            (false, ClientState::Completed) => (RemnantKind::ClientNonInviteCompleted, None),
+            _ => return None,
+        };
+        Some(Remnant::new(kind, until, resend))
     }
 
     fn terminate(&mut self) {

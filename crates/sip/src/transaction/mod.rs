@@ -33,6 +33,7 @@
 
 mod client;
 mod key;
+mod linger;
 mod server;
 mod table;
 
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 
 pub use client::{ClientState, ClientTransaction, ResponseAction};
 pub use key::{is_rfc3261_branch, new_branch, ClientKey, ServerKey, MAGIC_COOKIE};
+pub use linger::{LingerTable, Remnant, RemnantKind};
 pub use server::{ServerState, ServerTransaction};
 pub use table::{TableError, TimerQueue, TransactionTable, TxRef};
 
@@ -281,6 +283,19 @@ impl Io {
             Slot::Retransmit => return Some((slot, self.retransmit.take())),
         }
         Some((slot, None))
+    }
+
+    /// The linger deadline, when that is all that is left: no timer but
+    /// the linger runs and nothing waits to be sent or reported.
+    fn only_lingering(&self) -> Option<Instant> {
+        if self.retransmit.is_some()
+            || self.timeout.is_some()
+            || !self.transmits.is_empty()
+            || !self.events.is_empty()
+        {
+            return None;
+        }
+        self.linger
     }
 
     fn clear_timers(&mut self) {

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{check_status, Io, Retransmit, Slot, Timers, Transaction, TxError, TxEvent};
+use super::{
+    check_status, Io, Remnant, RemnantKind, Retransmit, Slot, Timers, Transaction, TxError, TxEvent,
+};
 
 /// Server transaction states. `Confirmed` and `Accepted` only occur for
 /// INVITE, `Trying` only for non-INVITE.
@@ -227,6 +229,22 @@ impl ServerTransaction {
 
     pub fn is_terminated(&self) -> bool {
         self.state == ServerState::Terminated
+    }
+
+    /// Once only the linger timer is left (Accepted, Confirmed, or a
+    /// non-INVITE Completed) and the queues are drained, what the rest of
+    /// its life needs; the caller may then drop the transaction for it.
+    pub fn remnant(&self) -> Option<Remnant> {
+        let until = self.io.only_lingering()?;
+        let (kind, resend) = match (self.invite, self.state) {
+            (true, ServerState::Accepted) => (RemnantKind::ServerAccepted, None),
+            (true, ServerState::Confirmed) => (RemnantKind::ServerConfirmed, None),
+            (false, ServerState::Completed) => {
+                (RemnantKind::ServerCompleted, self.last_response.clone())
+            }
+            _ => return None,
+        };
+        Some(Remnant::new(kind, until, resend))
     }
 
     fn terminate(&mut self) {
