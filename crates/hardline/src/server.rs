@@ -135,12 +135,13 @@ async fn timer_task(rt: Arc<Runtime>) {
 /// goes into the next one, so REGISTER throughput does not depend on fsyncs.
 async fn store_task(rt: Arc<Runtime>, store: Store, mut rx: mpsc::UnboundedReceiver<StoreMsg>) {
     const MAX_BATCHES: usize = 512;
-    // Under load (the previous commit ended moments ago) a commit waits a
-    // few milliseconds to gather more registrations: every statement is a
-    // round trip to the database thread, so a transaction of one
-    // registration costs several context switches. Idle, nothing waits.
+    // Under load (the previous commit ended moments ago) a commit waits up
+    // to 10 ms to gather more registrations: each commit is a round trip to
+    // the database thread and an fsync, so at a few hundred registrations
+    // per second, commits of one would be most of the CPU. Phones do not
+    // notice 10 ms on a REGISTER; idle, nothing waits.
     const BUSY: Duration = Duration::from_millis(20);
-    const GATHER: Duration = Duration::from_millis(3);
+    const GATHER: Duration = Duration::from_millis(10);
     let mut last_commit: Option<Instant> = None;
     while let Some(first) = rx.recv().await {
         if last_commit.is_some_and(|t| t.elapsed() < BUSY) {

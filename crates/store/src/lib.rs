@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 use backend::Backend;
@@ -74,12 +75,36 @@ pub struct Store {
     backend: Backend,
     /// Every write goes through here (SQLite: exactly one connection).
     writer: AnyPool,
+    /// The writer connection, kept between writes: each return to the pool
+    /// pings it, one more round trip to SQLite's worker thread per commit.
+    /// Writers queue on this lock (FIFO); a write that fails gives the
+    /// connection back to the pool, which tests it or opens a new one.
+    held: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
     /// Reads; with WAL they never wait for the writer.
     reader: AnyPool,
 }
 
-/// A write transaction on the writer pool.
-type Tx = Transaction<'static, Any>;
+/// A write transaction on the held writer connection.
+type Tx<'c> = Transaction<'c, Any>;
+
+/// Exclusive use of the writer connection. [`HeldWriter::keep`] puts it
+/// back for the next write; dropped without that (an error, a cancelled
+/// future), the connection goes back to the pool instead.
+struct HeldWriter<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<PoolConnection<Any>>>,
+    conn: PoolConnection<Any>,
+}
+
+impl HeldWriter<'_> {
+    async fn begin(&mut self, backend: Backend) -> Result<Tx<'_>, StoreError> {
+        Ok(self.conn.begin_with(backend.begin_write()).await?)
+    }
+
+    fn keep(self) {
+        let HeldWriter { mut slot, conn } = self;
+        *slot = Some(conn);
+    }
+}
 
 impl Store {
     /// Open (creating file and parent directories if missing) a SQLite
@@ -149,18 +174,26 @@ impl Store {
         Ok(Store {
             backend,
             writer,
+            held: Arc::new(tokio::sync::Mutex::new(None)),
             reader,
         })
     }
 
     /// Close all connections, waiting for in-flight operations.
     pub async fn close(self) {
+        // The pool waits for every connection to come back, the held one too.
+        drop(self.held.lock().await.take());
         self.reader.close().await;
         self.writer.close().await;
     }
 
-    async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(self.writer.begin_with(self.backend.begin_write()).await?)
+    async fn held_writer(&self) -> Result<HeldWriter<'_>, StoreError> {
+        let mut slot = self.held.lock().await;
+        let conn = match slot.take() {
+            Some(c) => c,
+            None => self.writer.acquire().await?,
+        };
+        Ok(HeldWriter { slot, conn })
     }
 
     // ---------------------------------------------------------------- users
@@ -178,7 +211,8 @@ impl Store {
             return Ok(());
         }
         let b = self.backend;
-        let mut tx = self.begin_write().await?;
+        let mut w = self.held_writer().await?;
+        let mut tx = w.begin(b).await?;
         for user in users {
             sqlx::query(&b.sql(sql::USER_UPSERT))
                 .bind(user.username.as_str())
@@ -191,6 +225,7 @@ impl Store {
         }
         self.bump_users_generation(&mut tx).await?;
         tx.commit().await?;
+        w.keep();
         Ok(())
     }
 
@@ -207,7 +242,8 @@ impl Store {
     /// Remove a user and all its bindings. Returns whether the user existed.
     pub async fn user_remove(&self, username: &str) -> Result<bool, StoreError> {
         let b = self.backend;
-        let mut tx = self.begin_write().await?;
+        let mut w = self.held_writer().await?;
+        let mut tx = w.begin(b).await?;
         sqlx::query(&b.sql(sql::BINDING_DELETE_AOR))
             .bind(username)
             .execute(&mut *tx)
@@ -222,6 +258,7 @@ impl Store {
             self.bump_users_generation(&mut tx).await?;
         }
         tx.commit().await?;
+        w.keep();
         Ok(removed)
     }
 
@@ -246,7 +283,7 @@ impl Store {
             .map_err(|_| StoreError::Corrupt(format!("users generation counter is {value:?}")))
     }
 
-    async fn bump_users_generation(&self, tx: &mut Tx) -> Result<(), StoreError> {
+    async fn bump_users_generation(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         let updated = sqlx::query(&self.backend.sql(sql::USERS_GENERATION_BUMP))
             .bind(sql::USERS_GENERATION_KEY)
             .execute(&mut **tx)
@@ -275,13 +312,13 @@ impl Store {
         if key.starts_with(sql::META_RESERVED_PREFIX) {
             return Err(StoreError::Invalid(format!("meta key {key:?} is reserved")));
         }
-        let mut tx = self.begin_write().await?;
+        let mut w = self.held_writer().await?;
         sqlx::query(&self.backend.sql(sql::META_SET))
             .bind(key)
             .bind(value)
-            .execute(&mut *tx)
+            .execute(&mut *w.conn)
             .await?;
-        tx.commit().await?;
+        w.keep();
         Ok(())
     }
 
@@ -294,72 +331,21 @@ impl Store {
             return Ok(());
         }
         let b = self.backend;
-        let mut tx = self.begin_write().await?;
-        let mut i = 0;
-        while i < ops.len() {
+        let steps = plan_steps(ops);
+        let mut w = self.held_writer().await?;
+        if let [only] = steps.as_slice() {
+            // One statement is atomic by itself: no BEGIN and COMMIT round
+            // trips, which at low rates are most of a registration's cost.
+            run_step(b, &mut w.conn, only).await?;
+        } else {
             // An error returns early; dropping `tx` rolls the batch back.
-            match &ops[i] {
-                RegOp::Upsert(_) => {
-                    // A run of upserts goes out as multi-row statements. One
-                    // statement may not touch a row twice (PostgreSQL refuses
-                    // it), so within a run the last upsert of a contact wins,
-                    // which is the state the sequence would leave anyway.
-                    let run_end = ops[i..]
-                        .iter()
-                        .position(|o| !matches!(o, RegOp::Upsert(_)))
-                        .map_or(ops.len(), |n| i + n);
-                    let mut rows: Vec<&Binding> = Vec::with_capacity(run_end - i);
-                    let mut at: std::collections::HashMap<(&str, &str), usize> =
-                        std::collections::HashMap::with_capacity(run_end - i);
-                    for op in &ops[i..run_end] {
-                        let RegOp::Upsert(bind) = op else { continue };
-                        match at.entry((bind.aor.as_str(), bind.contact.as_str())) {
-                            std::collections::hash_map::Entry::Occupied(e) => rows[*e.get()] = bind,
-                            std::collections::hash_map::Entry::Vacant(e) => {
-                                e.insert(rows.len());
-                                rows.push(bind);
-                            }
-                        }
-                    }
-                    for chunk in rows.chunks(sql::UPSERT_CHUNK) {
-                        let text = sql::binding_upsert_rows(chunk.len());
-                        let text = b.sql(&text);
-                        let mut q = sqlx::query(&text);
-                        for bind in chunk {
-                            q = q
-                                .bind(bind.aor.as_str())
-                                .bind(bind.contact.as_str())
-                                .bind(bind.expires_at)
-                                .bind(bind.call_id.as_str())
-                                .bind(i64::from(bind.cseq))
-                                .bind(bind.q_milli()?)
-                                .bind(bind.source.as_str())
-                                .bind(bind.local.as_str())
-                                .bind(bind.instance.as_deref())
-                                .bind(bind.updated_at);
-                        }
-                        q.execute(&mut *tx).await?;
-                    }
-                    i = run_end;
-                    continue;
-                }
-                RegOp::Remove { aor, contact } => {
-                    sqlx::query(&b.sql(sql::BINDING_DELETE))
-                        .bind(aor.as_str())
-                        .bind(contact.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                RegOp::RemoveAll { aor } => {
-                    sqlx::query(&b.sql(sql::BINDING_DELETE_AOR))
-                        .bind(aor.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
+            let mut tx = w.begin(b).await?;
+            for step in &steps {
+                run_step(b, &mut tx, step).await?;
             }
-            i += 1;
+            tx.commit().await?;
         }
-        tx.commit().await?;
+        w.keep();
         Ok(())
     }
 
@@ -384,15 +370,107 @@ impl Store {
 
     /// Delete bindings with `expires_at <= now`; returns how many.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
+        // One statement: atomic on its own, no explicit transaction needed.
+        let mut w = self.held_writer().await?;
         let n = sqlx::query(&self.backend.sql(sql::BINDING_PURGE))
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut *w.conn)
             .await?
             .rows_affected();
-        tx.commit().await?;
+        w.keep();
         Ok(n)
     }
+}
+
+/// One statement of a [`Store::apply`] batch.
+enum Step<'a> {
+    Upsert(Vec<&'a Binding>),
+    Remove { aor: &'a str, contact: &'a str },
+    RemoveAll { aor: &'a str },
+}
+
+/// The statements for `ops`, in order. A run of upserts goes out as
+/// multi-row statements. One statement may not touch a row twice (PostgreSQL
+/// refuses it), so within a run the last upsert of a contact wins, which is
+/// the state the sequence would leave anyway.
+fn plan_steps(ops: &[RegOp]) -> Vec<Step<'_>> {
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        match &ops[i] {
+            RegOp::Upsert(_) => {
+                let run_end = ops[i..]
+                    .iter()
+                    .position(|o| !matches!(o, RegOp::Upsert(_)))
+                    .map_or(ops.len(), |n| i + n);
+                let mut rows: Vec<&Binding> = Vec::with_capacity(run_end - i);
+                let mut at: std::collections::HashMap<(&str, &str), usize> =
+                    std::collections::HashMap::with_capacity(run_end - i);
+                for op in &ops[i..run_end] {
+                    let RegOp::Upsert(bind) = op else { continue };
+                    match at.entry((bind.aor.as_str(), bind.contact.as_str())) {
+                        std::collections::hash_map::Entry::Occupied(e) => rows[*e.get()] = bind,
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(rows.len());
+                            rows.push(bind);
+                        }
+                    }
+                }
+                steps.extend(
+                    rows.chunks(sql::UPSERT_CHUNK)
+                        .map(|c| Step::Upsert(c.to_vec())),
+                );
+                i = run_end;
+            }
+            RegOp::Remove { aor, contact } => {
+                steps.push(Step::Remove { aor, contact });
+                i += 1;
+            }
+            RegOp::RemoveAll { aor } => {
+                steps.push(Step::RemoveAll { aor });
+                i += 1;
+            }
+        }
+    }
+    steps
+}
+
+async fn run_step(b: Backend, conn: &mut AnyConnection, step: &Step<'_>) -> Result<(), StoreError> {
+    match step {
+        Step::Upsert(rows) => {
+            let text = sql::binding_upsert_rows(rows.len());
+            let text = b.sql(&text);
+            let mut q = sqlx::query(&text);
+            for bind in rows {
+                q = q
+                    .bind(bind.aor.as_str())
+                    .bind(bind.contact.as_str())
+                    .bind(bind.expires_at)
+                    .bind(bind.call_id.as_str())
+                    .bind(i64::from(bind.cseq))
+                    .bind(bind.q_milli()?)
+                    .bind(bind.source.as_str())
+                    .bind(bind.local.as_str())
+                    .bind(bind.instance.as_deref())
+                    .bind(bind.updated_at);
+            }
+            q.execute(conn).await?;
+        }
+        Step::Remove { aor, contact } => {
+            sqlx::query(&b.sql(sql::BINDING_DELETE))
+                .bind(*aor)
+                .bind(*contact)
+                .execute(conn)
+                .await?;
+        }
+        Step::RemoveAll { aor } => {
+            sqlx::query(&b.sql(sql::BINDING_DELETE_AOR))
+                .bind(*aor)
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 fn pool_options(

@@ -57,7 +57,7 @@ async fn connection_pragmas_applied() {
         .await
         .unwrap();
     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&store.writer)
+        .fetch_one(&mut *store.held_writer().await.unwrap().conn)
         .await
         .unwrap();
     assert_eq!(sync, 2, "FULL by default");
@@ -77,11 +77,11 @@ async fn disk_full_is_transient_and_rolls_back() {
     store.apply(&[RegOp::Upsert(keep.clone())]).await.unwrap();
 
     let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(&store.writer)
+        .fetch_one(&mut *store.held_writer().await.unwrap().conn)
         .await
         .unwrap();
     sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-        .execute(&store.writer)
+        .execute(&mut *store.held_writer().await.unwrap().conn)
         .await
         .unwrap();
 
@@ -103,7 +103,7 @@ async fn disk_full_is_transient_and_rolls_back() {
     );
 
     sqlx::query("PRAGMA max_page_count = 1073741823")
-        .execute(&store.writer)
+        .execute(&mut *store.held_writer().await.unwrap().conn)
         .await
         .unwrap();
     store.apply(&ops).await.unwrap();
