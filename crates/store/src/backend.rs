@@ -77,13 +77,15 @@ impl Backend {
         }
     }
 
-    /// Pool sizing: (writer connections, reader connections).
+    /// Pool sizing: (writer connections, reader connections; 0: reads share
+    /// the writer connection).
     pub(crate) fn pool_sizes(self) -> (u32, u32) {
         match self {
             // SQLite allows one writer at a time anyway; a single writer
-            // connection makes in-process writers queue on the pool (async,
-            // FIFO) instead of spinning in SQLite's busy handler.
-            Backend::Sqlite => (1, 1),
+            // connection makes in-process writers queue (async, FIFO)
+            // instead of spinning in SQLite's busy handler. Reads are few
+            // and short (start-up, the CLI, a poll every 2 s).
+            Backend::Sqlite => (1, 0),
             Backend::Postgres => (2, 2),
         }
     }

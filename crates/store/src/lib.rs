@@ -80,8 +80,27 @@ pub struct Store {
     /// Writers queue on this lock (FIFO); a write that fails gives the
     /// connection back to the pool, which tests it or opens a new one.
     held: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
-    /// Reads; with WAL they never wait for the writer.
-    reader: AnyPool,
+    /// Reads, where the backend gains from a connection of their own
+    /// (PostgreSQL). SQLite reads share the writer connection: its reads
+    /// take microseconds, and a second connection (page cache, schema,
+    /// statement cache, a thread) would be a tenth of the idle memory.
+    reader: Option<AnyPool>,
+}
+
+/// Runs a read query (`$q.$fetch(executor)`) on the reader pool, or on the
+/// held writer connection where there is none.
+macro_rules! read {
+    ($store:expr, $q:expr, $fetch:ident) => {{
+        match &$store.reader {
+            Some(pool) => Ok($q.$fetch(pool).await?),
+            None => {
+                let mut w = $store.held_writer().await?;
+                let r = $q.$fetch(&mut *w.conn).await?;
+                w.keep();
+                Ok(r)
+            }
+        }
+    }};
 }
 
 /// A write transaction on the held writer connection.
@@ -161,14 +180,18 @@ impl Store {
         let writer = pool_options(backend, writers, &opts, setup.clone())
             .connect_with(connect.clone())
             .await?;
-        let reader = match pool_options(backend, readers, &opts, setup)
-            .connect_with(connect)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                writer.close().await;
-                return Err(e.into());
+        let reader = if readers == 0 {
+            None
+        } else {
+            match pool_options(backend, readers, &opts, setup)
+                .connect_with(connect)
+                .await
+            {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    writer.close().await;
+                    return Err(e.into());
+                }
             }
         };
         Ok(Store {
@@ -183,7 +206,9 @@ impl Store {
     pub async fn close(self) {
         // The pool waits for every connection to come back, the held one too.
         drop(self.held.lock().await.take());
-        self.reader.close().await;
+        if let Some(r) = &self.reader {
+            r.close().await;
+        }
         self.writer.close().await;
     }
 
@@ -232,11 +257,11 @@ impl Store {
     /// The user named `username`, if any.
     pub async fn user_get(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let b = self.backend;
-        Ok(sqlx::query(&b.sql(sql::USER_GET))
+        let text = b.sql(sql::USER_GET);
+        let q = sqlx::query(&text)
             .bind(username)
-            .try_map(|row: AnyRow| user_from_row(&row))
-            .fetch_optional(&self.reader)
-            .await?)
+            .try_map(|row: AnyRow| user_from_row(&row));
+        read!(self, q, fetch_optional)
     }
 
     /// Remove a user and all its bindings. Returns whether the user existed.
@@ -265,10 +290,9 @@ impl Store {
     /// All users, ordered by username.
     pub async fn users_list(&self) -> Result<Vec<UserRecord>, StoreError> {
         let b = self.backend;
-        Ok(sqlx::query(&b.sql(sql::USER_LIST))
-            .try_map(|row: AnyRow| user_from_row(&row))
-            .fetch_all(&self.reader)
-            .await?)
+        let text = b.sql(sql::USER_LIST);
+        let q = sqlx::query(&text).try_map(|row: AnyRow| user_from_row(&row));
+        read!(self, q, fetch_all)
     }
 
     /// Counter bumped in the same transaction as every user change; poll it
@@ -301,10 +325,9 @@ impl Store {
 
     /// Value of a meta key (e.g. the server's persisted nonce secret).
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(&self.backend.sql(sql::META_GET))
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await?)
+        let text = self.backend.sql(sql::META_GET);
+        let q = sqlx::query_scalar(&text).bind(key);
+        read!(self, q, fetch_optional)
     }
 
     /// Set a key. Keys starting with `store.` are reserved for the store.
@@ -351,21 +374,21 @@ impl Store {
 
     /// All bindings with `expires_at > now`, ordered by (aor, contact).
     pub async fn bindings_load(&self, now: i64) -> Result<Vec<Binding>, StoreError> {
-        Ok(sqlx::query(&self.backend.sql(sql::BINDING_LOAD))
+        let text = self.backend.sql(sql::BINDING_LOAD);
+        let q = sqlx::query(&text)
             .bind(now)
-            .try_map(|row: AnyRow| binding_from_row(&row))
-            .fetch_all(&self.reader)
-            .await?)
+            .try_map(|row: AnyRow| binding_from_row(&row));
+        read!(self, q, fetch_all)
     }
 
     /// Bindings of one AoR with `expires_at > now`, ordered by contact.
     pub async fn bindings_for(&self, aor: &str, now: i64) -> Result<Vec<Binding>, StoreError> {
-        Ok(sqlx::query(&self.backend.sql(sql::BINDING_FOR))
+        let text = self.backend.sql(sql::BINDING_FOR);
+        let q = sqlx::query(&text)
             .bind(aor)
             .bind(now)
-            .try_map(|row: AnyRow| binding_from_row(&row))
-            .fetch_all(&self.reader)
-            .await?)
+            .try_map(|row: AnyRow| binding_from_row(&row));
+        read!(self, q, fetch_all)
     }
 
     /// Delete bindings with `expires_at <= now`; returns how many.

@@ -29,28 +29,30 @@ async fn connection_pragmas_applied() {
     let store = Store::open_sqlite(&dir.path().join("db"), opts)
         .await
         .unwrap();
-    for pool in [&store.writer, &store.reader] {
-        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        assert_eq!(timeout, 1234);
-        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        assert_eq!(sync, 1, "NORMAL");
-        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        assert_eq!(cache, -100);
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        assert_eq!(fk, 1);
-    }
+    assert!(store.reader.is_none(), "SQLite reads share the writer");
+    let mut w = store.held_writer().await.unwrap();
+    let conn = &mut *w.conn;
+    let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(timeout, 1234);
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(sync, 1, "NORMAL");
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(cache, -100);
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    w.keep();
     store.close().await;
 
     let store = Store::open_sqlite(&dir.path().join("db"), StoreOptions::default())
