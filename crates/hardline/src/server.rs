@@ -135,13 +135,13 @@ async fn timer_task(rt: Arc<Runtime>) {
 /// goes into the next one, so REGISTER throughput does not depend on fsyncs.
 async fn store_task(rt: Arc<Runtime>, store: Store, mut rx: mpsc::UnboundedReceiver<StoreMsg>) {
     const MAX_BATCHES: usize = 512;
-    // Under load (the previous commit ended moments ago) a commit waits up
-    // to 10 ms to gather more registrations: each commit is a round trip to
-    // the database thread and an fsync, so at a few hundred registrations
-    // per second, commits of one would be most of the CPU. Phones do not
-    // notice 10 ms on a REGISTER; idle, nothing waits.
+    // Under load (the previous commit ended moments ago) a commit waits
+    // 20 ms to gather more registrations: each commit is a round trip to the
+    // database thread and an fsync, so at a few hundred registrations per
+    // second, commits of one or two would be most of the CPU. Phones do not
+    // notice 20 ms on a REGISTER; idle, nothing waits.
     const BUSY: Duration = Duration::from_millis(20);
-    const GATHER: Duration = Duration::from_millis(10);
+    const GATHER: Duration = Duration::from_millis(20);
     let mut last_commit: Option<Instant> = None;
     while let Some(first) = rx.recv().await {
         if last_commit.is_some_and(|t| t.elapsed() < BUSY) {

@@ -115,6 +115,9 @@ pub struct Core {
 }
 
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+/// How long past its end a remnant may wait to be dropped (see
+/// `poll_timeout`).
+const LINGER_SLACK: Duration = Duration::from_secs(1);
 /// Timer C: how long a proxied INVITE may ring (RFC 3261: > 3 minutes).
 pub(crate) const TIMER_C: Duration = Duration::from_secs(185);
 
@@ -199,10 +202,14 @@ impl Core {
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Remnants may linger a little past their time (the RFC timers are
+        // minimums), so their ends are gathered: one wake-up per second
+        // instead of one per remnant, thousands per second after a burst.
+        let linger = |d: Option<Instant>| d.map(|d| d + LINGER_SLACK);
         [
             self.timers.next_deadline(),
-            self.server_linger.next_deadline(),
-            self.client_linger.next_deadline(),
+            linger(self.server_linger.next_deadline()),
+            linger(self.client_linger.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -443,20 +450,23 @@ impl Core {
         reason: &str,
         extra: &[(HeaderName<'static>, String)],
     ) -> Bytes {
-        let b = Message::response_to(req, code, reason);
-        if code > 100 && req.to().and_then(|t| t.tag()).is_none() {
-            let tag = self.new_tag();
-            return self.finish_response(b.to_tag(&tag), extra, code);
-        }
-        self.finish_response(b, extra, code)
+        let tag = (code > 100 && req.to_tag().is_none()).then(|| self.new_tag());
+        self.build_response(req, code, reason, extra, tag)
     }
 
-    fn finish_response(
+    /// The response to `req`; `to_tag` is added to a To without one.
+    fn build_response(
         &self,
-        mut b: sip::message::ResponseBuilder<'_>,
-        extra: &[(HeaderName<'static>, String)],
+        req: &Message,
         code: u16,
+        reason: &str,
+        extra: &[(HeaderName<'static>, String)],
+        to_tag: Option<String>,
     ) -> Bytes {
+        let mut b = Message::response_to(req, code, reason);
+        if let Some(tag) = &to_tag {
+            b = b.to_tag(tag);
+        }
         for (n, v) in extra {
             b = b.header(*n, v);
         }
@@ -488,13 +498,8 @@ impl Core {
         if !self.servers.contains_key(key) {
             return;
         }
-        let b = Message::response_to(req, code, reason);
-        let bytes = if req.to().and_then(|t| t.tag()).is_none() {
-            let tag = self.stateless_tag(req);
-            self.finish_response(b.to_tag(&tag), extra, code)
-        } else {
-            self.finish_response(b, extra, code)
-        };
+        let tag = req.to_tag().is_none().then(|| self.stateless_tag(req));
+        let bytes = self.build_response(req, code, reason, extra, tag);
         self.answer_and_forget(key, code, bytes);
     }
 
@@ -750,9 +755,22 @@ impl Core {
             .set(self.location.count() as i64);
     }
 
-    pub(crate) fn insert_client(&mut self, now: Now, key: ClientKey, entry: ClientEntry) {
+    /// Sends `request` (printed, with our Via) to `flow` through a new
+    /// client transaction, in the response context `ctx`.
+    pub(crate) fn start_client(
+        &mut self,
+        now: Now,
+        key: ClientKey,
+        invite: bool,
+        request: Bytes,
+        flow: Flow,
+        ctx: Option<u64>,
+    ) {
+        let reliable = flow.transport.is_reliable();
+        let tx = ClientTransaction::new(invite, request, reliable, self.cfg.timers, now.mono);
         self.metrics.transaction_created();
-        self.clients.insert(key.clone(), Box::new(entry));
+        self.clients
+            .insert(key.clone(), Box::new(ClientEntry { tx, flow, ctx }));
         self.drive_client(now, &key);
     }
 

@@ -2,7 +2,7 @@
 //! contact of the target, pick the best final response, cancel the losers,
 //! relay in-dialog requests along the route set we record-routed.
 
-use crate::core::{ClientEntry, Core, TimerKey, TIMER_C};
+use crate::core::{Core, TimerKey, TIMER_C};
 use crate::io::{Flow, Now};
 use crate::registrar::Auth;
 use crate::route;
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sip::header::HeaderName;
 use sip::message::{Message, RequestBuilder};
 use sip::method::Method;
-use sip::transaction::{ClientKey, ClientTransaction, ResponseAction, ServerKey};
+use sip::transaction::{ClientKey, ResponseAction, ServerKey};
 use tracing::debug;
 
 pub(crate) const ALLOW: &str =
@@ -229,13 +229,6 @@ impl Core {
                 continue;
             };
             let bytes = m.to_bytes();
-            let tx = ClientTransaction::new(
-                invite,
-                bytes,
-                out.transport.is_reliable(),
-                self.cfg.timers,
-                now.mono,
-            );
             let ckey = ClientKey::new(&branch, &method);
             ctx.branches.push(Branch {
                 key: ckey.clone(),
@@ -247,7 +240,7 @@ impl Core {
                 cancel_sent: false,
                 gone: false,
             });
-            clients.push((ckey, tx, out));
+            clients.push((ckey, bytes, out));
         }
         if ctx.branches.is_empty() {
             return self.reply(now, &key, &msg, 500, "Server Internal Error", &[]);
@@ -263,16 +256,8 @@ impl Core {
             self.timers
                 .schedule(TimerKey::TimerC(id), now.mono + TIMER_C);
         }
-        for (ckey, tx, out) in clients {
-            self.insert_client(
-                now,
-                ckey,
-                ClientEntry {
-                    tx,
-                    flow: out,
-                    ctx: Some(id),
-                },
-            );
+        for (ckey, bytes, out) in clients {
+            self.start_client(now, ckey, invite, bytes, out, Some(id));
         }
     }
 
@@ -567,24 +552,9 @@ impl Core {
         let Some(bytes) = build_like(&b.request, Method::Cancel, None) else {
             return;
         };
-        let branch = b.key.branch.clone();
+        let key = ClientKey::new(&b.key.branch, "CANCEL");
         let flow = b.flow;
-        let tx = ClientTransaction::new(
-            false,
-            bytes,
-            flow.transport.is_reliable(),
-            self.cfg.timers,
-            now.mono,
-        );
-        self.insert_client(
-            now,
-            ClientKey::new(&branch, "CANCEL"),
-            ClientEntry {
-                tx,
-                flow,
-                ctx: None,
-            },
-        );
+        self.start_client(now, key, false, bytes, flow, None);
     }
 
     /// The ACK for a non-2xx final response on a branch (§17.1.1.3).

@@ -9,9 +9,8 @@
 //! rest of the linger needs: its kind, its deadline and at most one message
 //! to resend.
 
-use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::marker::PhantomData;
 use std::time::Instant;
@@ -127,6 +126,82 @@ impl Hasher for PassThrough {
     }
 }
 
+/// Deadlines kept in a few FIFO queues, each in deadline order. Remnants of
+/// one kind linger for one fixed time, so each arrives due later than the
+/// one before it: appending keeps a queue sorted, and expiry pops from the
+/// fronts, walking memory in order. (A binary heap of a hundred thousand
+/// remnants costs a cache miss per level on every pop.)
+#[derive(Default)]
+struct Deadlines {
+    queues: Vec<VecDeque<(Instant, u64)>>,
+}
+
+/// More distinct linger times than any configuration produces (Timers D, I,
+/// J, K, L and M take at most three values per transport).
+const MAX_QUEUES: usize = 8;
+
+impl Deadlines {
+    /// Records `h` due at `at`; returns the deadline actually recorded. That
+    /// is `at` unless every queue already ends later and no new queue may be
+    /// opened; then it joins the queue that ends first, at its end (lingering
+    /// a little longer is harmless).
+    fn push(&mut self, at: Instant, h: u64) -> Instant {
+        // The queue ending latest but not after `at` keeps queues tight.
+        let mut fit: Option<(usize, Option<Instant>)> = None;
+        for (i, q) in self.queues.iter().enumerate() {
+            let back = q.back().map(|&(b, _)| b);
+            if back.is_none_or(|b| b <= at) && fit.is_none_or(|(_, fb)| back > fb) {
+                fit = Some((i, back));
+            }
+        }
+        if let Some((i, _)) = fit {
+            self.queues[i].push_back((at, h));
+            return at;
+        }
+        if self.queues.len() < MAX_QUEUES {
+            self.queues.push(VecDeque::from([(at, h)]));
+            return at;
+        }
+        let (i, end) = self
+            .queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.back().map(|&(b, _)| (i, b)))
+            .min_by_key(|&(_, b)| b)
+            .unwrap_or((0, at));
+        self.queues[i].push_back((end, h));
+        end
+    }
+
+    /// The queue whose front is due first, and that front.
+    fn first(&self) -> Option<(usize, Instant, u64)> {
+        self.queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.front().map(|&(at, h)| (i, at, h)))
+            .min_by_key(|&(_, at, _)| at)
+    }
+
+    fn pop(&mut self, queue: usize) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.pop_front();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    fn shrink(&mut self) {
+        self.queues.retain(|q| !q.is_empty());
+        for q in &mut self.queues {
+            if q.capacity() > 4 * q.len() + 64 {
+                q.shrink_to(2 * q.len());
+            }
+        }
+    }
+}
+
 /// Remnants by transaction key, with their deadlines, bounded.
 ///
 /// Keys are stored as a 64-bit SipHash under a per-process random key: a
@@ -138,9 +213,9 @@ impl Hasher for PassThrough {
 pub struct LingerTable<K, F> {
     keys: RandomState,
     map: HashMap<u64, (Remnant, F), BuildHasherDefault<PassThrough>>,
-    /// Deadlines, earliest first; entries whose remnant was replaced or
-    /// evicted are skipped when they surface.
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Deadlines; entries whose remnant was replaced or evicted are skipped
+    /// when they surface.
+    deadlines: Deadlines,
     max: usize,
     _key: PhantomData<fn(&K)>,
 }
@@ -149,7 +224,7 @@ impl<K, F> std::fmt::Debug for LingerTable<K, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LingerTable")
             .field("len", &self.map.len())
-            .field("heap", &self.heap.len())
+            .field("deadlines", &self.deadlines.len())
             .field("max", &self.max)
             .finish()
     }
@@ -161,7 +236,7 @@ impl<K: Hash, F> LingerTable<K, F> {
         Self {
             keys: RandomState::new(),
             map: HashMap::default(),
-            heap: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             max: max.max(1),
             _key: PhantomData,
         }
@@ -187,7 +262,7 @@ impl<K: Hash, F> LingerTable<K, F> {
     /// Keeps `remnant` (and the caller's `flow`, where to resend) under
     /// `key`, replacing any remnant already there. Returns `true` when
     /// another remnant was evicted to make room.
-    pub fn insert(&mut self, key: &K, remnant: Remnant, flow: F) -> bool {
+    pub fn insert(&mut self, key: &K, mut remnant: Remnant, flow: F) -> bool {
         let h = self.hash(key);
         let mut evicted = false;
         if !self.map.contains_key(&h) {
@@ -198,7 +273,7 @@ impl<K: Hash, F> LingerTable<K, F> {
                 evicted = true;
             }
         }
-        self.heap.push(Reverse((remnant.until, h)));
+        remnant.until = self.deadlines.push(remnant.until, h);
         self.map.insert(h, (remnant, flow));
         self.maybe_compact();
         evicted
@@ -214,22 +289,20 @@ impl<K: Hash, F> LingerTable<K, F> {
 
     /// Earliest deadline of a live remnant.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        self.skip_stale();
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.skip_stale().map(|(_, at, _)| at)
     }
 
     /// Drops up to `budget` remnants whose time is over; returns how many.
     pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
         let mut n = 0;
         while n < budget {
-            self.skip_stale();
-            match self.heap.peek() {
-                Some(Reverse((at, _))) if *at <= now => {}
+            match self.skip_stale() {
+                Some((q, at, h)) if at <= now => {
+                    self.deadlines.pop(q);
+                    self.map.remove(&h);
+                    n += 1;
+                }
                 _ => break,
-            }
-            if let Some(Reverse((_, h))) = self.heap.pop() {
-                self.map.remove(&h);
-                n += 1;
             }
         }
         n
@@ -241,42 +314,44 @@ impl<K: Hash, F> LingerTable<K, F> {
             self.map.shrink_to(2 * self.map.len());
         }
         self.maybe_compact();
-        if self.heap.capacity() > 4 * self.heap.len() + 64 {
-            self.heap.shrink_to(2 * self.heap.len());
-        }
+        self.deadlines.shrink();
     }
 
     fn is_live(&self, at: Instant, h: u64) -> bool {
         self.map.get(&h).is_some_and(|(r, _)| r.until == at)
     }
 
-    fn skip_stale(&mut self) {
-        while let Some(&Reverse((at, h))) = self.heap.peek() {
+    /// Drops stale fronts; returns the live front due first.
+    fn skip_stale(&mut self) -> Option<(usize, Instant, u64)> {
+        loop {
+            let (q, at, h) = self.deadlines.first()?;
             if self.is_live(at, h) {
-                break;
+                return Some((q, at, h));
             }
-            self.heap.pop();
+            self.deadlines.pop(q);
         }
     }
 
     fn evict_earliest(&mut self) -> bool {
-        self.skip_stale();
-        match self.heap.pop() {
-            Some(Reverse((_, h))) => self.map.remove(&h).is_some(),
+        match self.skip_stale() {
+            Some((q, _, h)) => {
+                self.deadlines.pop(q);
+                self.map.remove(&h).is_some()
+            }
             None => false,
         }
     }
 
-    /// Rebuilds the heap from live entries once stale ones outnumber them,
-    /// so replacing remnants cannot grow it without bound.
+    /// Rebuilds the deadlines from live entries once stale ones outnumber
+    /// them, so replacing remnants cannot grow the queues without bound.
     fn maybe_compact(&mut self) {
-        if self.heap.len() > 2 * self.map.len() + 64 {
-            let live: Vec<_> = self
-                .map
-                .iter()
-                .map(|(&h, (r, _))| Reverse((r.until, h)))
-                .collect();
-            self.heap = BinaryHeap::from(live);
+        if self.deadlines.len() > 2 * self.map.len() + 64 {
+            let mut live: Vec<(Instant, u64)> =
+                self.map.iter().map(|(&h, (r, _))| (r.until, h)).collect();
+            live.sort_unstable();
+            self.deadlines = Deadlines {
+                queues: vec![live.into()],
+            };
         }
     }
 }
@@ -467,7 +542,40 @@ mod tests {
     }
 
     #[test]
-    fn churn_keeps_the_heap_bounded() {
+    fn deadlines_out_of_order_never_expire_early() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut tab: LingerTable<u32, ()> = LingerTable::new(1000);
+        let mut asked = Vec::new();
+        // Two linger times interleaved (32 s and 5 s), then more distinct
+        // orders than there are queues (descending deadlines).
+        for i in 0..20u32 {
+            let d = if i % 2 == 0 { 32_000 } else { 5_000 } + u64::from(i);
+            asked.push((i, d));
+        }
+        for i in 0..20u32 {
+            asked.push((100 + i, 100_000 - 1000 * u64::from(i)));
+        }
+        for &(k, d) in &asked {
+            tab.insert(&k, rem(RemnantKind::ServerAccepted, t + ms(d), None), ());
+        }
+        assert_eq!(tab.len(), 40);
+        let mut last = t;
+        while let Some(at) = tab.next_deadline() {
+            assert!(at >= last, "deadlines come out in order");
+            last = at;
+            tab.expire(at, usize::MAX);
+            for &(k, d) in &asked {
+                if t + ms(d) > at {
+                    assert!(tab.contains(&k), "{k} expired before {d} ms");
+                }
+            }
+        }
+        assert!(tab.is_empty());
+    }
+
+    #[test]
+    fn churn_keeps_the_deadlines_bounded() {
         let t = Instant::now();
         let mut tab: LingerTable<u32, ()> = LingerTable::new(1000);
         for i in 0..100_000u64 {
@@ -475,7 +583,7 @@ mod tests {
             tab.insert(&7, rem(RemnantKind::ServerAccepted, until, None), ());
         }
         assert_eq!(tab.len(), 1);
-        assert!(tab.heap.len() <= 2 * tab.map.len() + 65);
+        assert!(tab.deadlines.len() <= 2 * tab.map.len() + 65);
         for i in 0..50_000u32 {
             tab.insert(&i, rem(RemnantKind::ServerAccepted, t + secs(1), None), ());
         }
