@@ -700,6 +700,7 @@ limits_schema! {
     max_udp_inflight: 1..=1_000_000,
     max_transactions: 1..=10_000_000,
     max_lingering: 1..=10_000_000,
+    max_lingering_bytes: 65_536..=17_179_869_184,
 }
 
 fn read_limits(mut sec: Section, errs: &mut Errors) -> Limits {
@@ -1467,6 +1468,7 @@ max_contacts_per_user = 10
 # max_udp_inflight = 1024            # queued datagrams (then dropped), 1..=1000000
 # max_transactions = 65536           # live transactions, 1..=10000000
 # max_lingering = 65536              # finished transactions absorbing retransmissions, per side; 1..=10000000
+# max_lingering_bytes = 16777216     # responses they keep to resend, per side; 65536..=17179869184
 
 [metrics]
 # Prometheus / OpenMetrics endpoint at http://LISTEN/metrics.

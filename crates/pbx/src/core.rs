@@ -137,7 +137,8 @@ impl Core {
         metrics.registrations_active.set(location.count() as i64);
         let mut timers = TimerQueue::new();
         timers.schedule(TimerKey::Expire, now.mono + EXPIRE_EVERY);
-        let max_lingering = cfg.limits.max_lingering;
+        let (max_lingering, max_lingering_bytes) =
+            (cfg.limits.max_lingering, cfg.limits.max_lingering_bytes);
         Core {
             nonce_counter: NonceCounter::new(cfg.limits.max_transactions.max(1024) * 4),
             cfg,
@@ -147,8 +148,8 @@ impl Core {
             verifier,
             servers: HashMap::new(),
             clients: HashMap::new(),
-            server_linger: LingerTable::new(max_lingering),
-            client_linger: LingerTable::new(max_lingering),
+            server_linger: LingerTable::new(max_lingering, max_lingering_bytes),
+            client_linger: LingerTable::new(max_lingering, max_lingering_bytes),
             contexts: HashMap::new(),
             timers,
             out: VecDeque::new(),
@@ -178,8 +179,9 @@ impl Core {
         // Listeners are bound once; keep the ones we have.
         cfg.local_addrs = self.cfg.local_addrs.clone();
         self.verifier = make_verifier(&cfg);
-        self.server_linger.set_max(cfg.limits.max_lingering);
-        self.client_linger.set_max(cfg.limits.max_lingering);
+        let (n, bytes) = (cfg.limits.max_lingering, cfg.limits.max_lingering_bytes);
+        self.server_linger.set_max(n, bytes);
+        self.client_linger.set_max(n, bytes);
         self.cfg = cfg;
     }
 

@@ -44,6 +44,9 @@ pub struct Limits {
     /// its end goes: retransmissions are absorbed for a shorter time, calls
     /// are never refused for it.
     pub max_lingering: usize,
+    /// Most bytes of responses (and ACKs) lingering transactions keep to
+    /// resend, on each side (default 16 MiB); the same eviction applies.
+    pub max_lingering_bytes: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +66,7 @@ impl Default for Limits {
             max_udp_inflight: 1024,
             max_transactions: 65_536,
             max_lingering: 65_536,
+            max_lingering_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -57,6 +57,10 @@ impl Remnant {
         }
     }
 
+    fn resend_len(&self) -> usize {
+        self.resend.as_ref().map_or(0, Bytes::len)
+    }
+
     pub fn kind(&self) -> RemnantKind {
         self.kind
     }
@@ -217,6 +221,10 @@ pub struct LingerTable<K, F> {
     /// when they surface.
     deadlines: Deadlines,
     max: usize,
+    /// Bytes of messages kept to resend, and their cap: a peer that answers
+    /// with large responses must not make the remnants hold gigabytes.
+    bytes: usize,
+    max_bytes: usize,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -226,20 +234,29 @@ impl<K, F> std::fmt::Debug for LingerTable<K, F> {
             .field("len", &self.map.len())
             .field("deadlines", &self.deadlines.len())
             .field("max", &self.max)
+            .field("bytes", &self.bytes)
             .finish()
     }
 }
 
 impl<K: Hash, F> LingerTable<K, F> {
-    /// A table holding at most `max` remnants (at least one).
-    pub fn new(max: usize) -> Self {
+    /// A table holding at most `max` remnants (at least one) and at most
+    /// `max_bytes` of messages to resend.
+    pub fn new(max: usize, max_bytes: usize) -> Self {
         Self {
             keys: RandomState::new(),
             map: HashMap::default(),
             deadlines: Deadlines::default(),
             max: max.max(1),
+            bytes: 0,
+            max_bytes,
             _key: PhantomData,
         }
+    }
+
+    /// Bytes of messages kept to resend.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn hash(&self, key: &K) -> u64 {
@@ -254,9 +271,10 @@ impl<K: Hash, F> LingerTable<K, F> {
         self.map.is_empty()
     }
 
-    /// Changes the bound; a smaller one takes effect as remnants are added.
-    pub fn set_max(&mut self, max: usize) {
+    /// Changes the bounds; smaller ones take effect as remnants are added.
+    pub fn set_max(&mut self, max: usize, max_bytes: usize) {
         self.max = max.max(1);
+        self.max_bytes = max_bytes;
     }
 
     /// Keeps `remnant` (and the caller's `flow`, where to resend) under
@@ -264,16 +282,23 @@ impl<K: Hash, F> LingerTable<K, F> {
     /// another remnant was evicted to make room.
     pub fn insert(&mut self, key: &K, mut remnant: Remnant, flow: F) -> bool {
         let h = self.hash(key);
+        if remnant.resend_len() > self.max_bytes {
+            // Alone over the budget: keep the remnant, not the message (a
+            // retransmission is then absorbed without an answer).
+            remnant.resend = None;
+        }
+        if let Some((old, _)) = self.map.remove(&h) {
+            self.bytes -= old.resend_len();
+        }
         let mut evicted = false;
-        if !self.map.contains_key(&h) {
-            while self.map.len() >= self.max {
-                if !self.evict_earliest() {
-                    break;
-                }
-                evicted = true;
+        while self.map.len() >= self.max || self.bytes + remnant.resend_len() > self.max_bytes {
+            if !self.evict_earliest() {
+                break;
             }
+            evicted = true;
         }
         remnant.until = self.deadlines.push(remnant.until, h);
+        self.bytes += remnant.resend_len();
         self.map.insert(h, (remnant, flow));
         self.maybe_compact();
         evicted
@@ -299,7 +324,7 @@ impl<K: Hash, F> LingerTable<K, F> {
             match self.skip_stale() {
                 Some((q, at, h)) if at <= now => {
                     self.deadlines.pop(q);
-                    self.map.remove(&h);
+                    self.remove(h);
                     n += 1;
                 }
                 _ => break,
@@ -336,7 +361,17 @@ impl<K: Hash, F> LingerTable<K, F> {
         match self.skip_stale() {
             Some((q, _, h)) => {
                 self.deadlines.pop(q);
-                self.map.remove(&h).is_some()
+                self.remove(h)
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, h: u64) -> bool {
+        match self.map.remove(&h) {
+            Some((r, _)) => {
+                self.bytes -= r.resend_len();
+                true
             }
             None => false,
         }
@@ -476,7 +511,7 @@ mod tests {
     #[test]
     fn table_expires_in_deadline_order() {
         let t = Instant::now();
-        let mut tab: LingerTable<&str, u8> = LingerTable::new(10);
+        let mut tab: LingerTable<&str, u8> = LingerTable::new(10, 1 << 20);
         tab.insert(
             &"a",
             rem(RemnantKind::ServerConfirmed, t + secs(5), None),
@@ -504,7 +539,7 @@ mod tests {
     #[test]
     fn replacing_moves_the_deadline() {
         let t = Instant::now();
-        let mut tab: LingerTable<&str, u8> = LingerTable::new(10);
+        let mut tab: LingerTable<&str, u8> = LingerTable::new(10, 1 << 20);
         tab.insert(
             &"a",
             rem(RemnantKind::ServerConfirmed, t + secs(5), None),
@@ -528,7 +563,7 @@ mod tests {
     #[test]
     fn full_table_evicts_the_remnant_closest_to_its_end() {
         let t = Instant::now();
-        let mut tab: LingerTable<u32, ()> = LingerTable::new(3);
+        let mut tab: LingerTable<u32, ()> = LingerTable::new(3, 1 << 20);
         for (k, s) in [(1, 30), (2, 10), (3, 20)] {
             assert!(!tab.insert(&k, rem(RemnantKind::ServerAccepted, t + secs(s), None), ()));
         }
@@ -545,7 +580,7 @@ mod tests {
     fn deadlines_out_of_order_never_expire_early() {
         let t = Instant::now();
         let ms = Duration::from_millis;
-        let mut tab: LingerTable<u32, ()> = LingerTable::new(1000);
+        let mut tab: LingerTable<u32, ()> = LingerTable::new(1000, 1 << 20);
         let mut asked = Vec::new();
         // Two linger times interleaved (32 s and 5 s), then more distinct
         // orders than there are queues (descending deadlines).
@@ -575,9 +610,39 @@ mod tests {
     }
 
     #[test]
+    fn messages_kept_to_resend_stay_within_the_byte_budget() {
+        let t = Instant::now();
+        let big = |n: usize| {
+            Remnant::new(
+                RemnantKind::ServerCompleted,
+                t + secs(32),
+                Some(Bytes::from(vec![b'x'; n])),
+            )
+        };
+        let mut tab: LingerTable<u32, ()> = LingerTable::new(1000, 10_000);
+        for k in 0..10u32 {
+            tab.insert(&k, big(3_000), ());
+            assert!(tab.bytes() <= 10_000, "{}", tab.bytes());
+        }
+        // Three fit; the older ones made way.
+        assert_eq!(tab.len(), 3);
+        assert!(tab.contains(&9) && !tab.contains(&0));
+        // A message larger than the whole budget: the remnant stays, the
+        // message does not.
+        tab.insert(&100, big(20_000), ());
+        let (r, _) = tab.get(&100).unwrap();
+        assert_eq!(r.on_request(), None);
+        // Replacing and expiring give the bytes back.
+        tab.insert(&9, big(1_000), ());
+        tab.expire(t + secs(40), usize::MAX);
+        assert!(tab.is_empty());
+        assert_eq!(tab.bytes(), 0);
+    }
+
+    #[test]
     fn churn_keeps_the_deadlines_bounded() {
         let t = Instant::now();
-        let mut tab: LingerTable<u32, ()> = LingerTable::new(1000);
+        let mut tab: LingerTable<u32, ()> = LingerTable::new(1000, 1 << 20);
         for i in 0..100_000u64 {
             let until = t + Duration::from_millis(i);
             tab.insert(&7, rem(RemnantKind::ServerAccepted, until, None), ());
