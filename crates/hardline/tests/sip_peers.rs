@@ -283,6 +283,45 @@ fn sha256_digest_with_own_client() {
     );
 }
 
+/// Contact is validated by the registrar, not by the parser: a REGISTER
+/// with a malformed Contact is challenged like any other and, once
+/// authenticated, refused with 400; nothing is bound.
+#[test]
+fn malformed_contact_is_refused_by_the_registrar() {
+    let s = Server::start("badcontact", "");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let req = |n: u32, auth: &str| {
+        format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bc{n}\r\nMax-Forwards: 70\r\nFrom: <sip:1002@{DOMAIN}>;tag=bc\r\nTo: <sip:1002@{DOMAIN}>\r\nCall-ID: badcontact@test\r\nCSeq: {n} REGISTER\r\nContact: <sip:1002@bad host>\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let mut buf = [0u8; 65535];
+    let mut exchange = |m: String| {
+        sock.send_to(m.as_bytes(), s.addr()).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).expect("no answer");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let r = exchange(req(1, ""));
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+    let ch = challenges(&r);
+    let parsed = sip::auth::Challenge::parse(&ch[0]).unwrap();
+    let auth = sip::auth::client_authorization(
+        &parsed,
+        "REGISTER",
+        &format!("sip:{DOMAIN}"),
+        "1002",
+        &password("1002"),
+        "bc01",
+        1,
+    )
+    .unwrap();
+    let r = exchange(req(2, &format!("Authorization: {auth}\r\n")));
+    assert!(r.starts_with("SIP/2.0 400 "), "{r}");
+    assert!(!s.registrations().contains("sip:1002@"), "nothing bound");
+}
+
 /// A database locked by another process: the REGISTER is answered 500 with
 /// Retry-After once the store gives up, the server keeps serving, nothing
 /// stored before is lost, and the next REGISTER after the lock is gone works.

@@ -1,13 +1,12 @@
 //! Wire parser: datagram parsing, stream framing, and best-effort error
 //! replies. Only what every caller needs is validated eagerly (start line,
-//! framing, mandatory headers, scalars, top Via, From/To, Contact); the rest
-//! is parsed on demand by the typed accessors.
+//! framing, mandatory headers, scalars, top Via, From/To, value counts); the
+//! rest (Contact included) is parsed on demand by the typed accessors.
 
 use bytes::{Bytes, BytesMut};
 
 use crate::header::{
-    name_id, parse_u32, top_level_comma, CSeq, Contact, HeaderError, HeaderName, NameAddr,
-    ValueSplit, Via,
+    name_id, parse_u32, top_level_comma, CSeq, HeaderError, HeaderName, NameAddr, ValueSplit, Via,
 };
 use crate::limits::Limits;
 use crate::message::{offset_span, push_u32, Hdr, Message, Span, StartLine};
@@ -392,7 +391,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             }
             return Err(err(ErrorKind::Truncated));
         }
-        let Some(n) = find_byte(b'\n', &b[pos..]) else {
+        let Some(n) = memchr::memchr(b'\n', &b[pos..]) else {
             return Err(err(ErrorKind::Truncated));
         };
         let nl = pos + n;
@@ -528,14 +527,12 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             }
             x if x == exp_id => EXPIRES,
             x if x == contact_id => {
-                let v = text(h.value);
-                for c in ValueSplit::new(v) {
-                    n_contact += 1;
-                    if n_contact > limits.max_contacts {
-                        return Err(err(ErrorKind::TooManyValues(HeaderName::Contact)));
-                    }
-                    Contact::parse_bounded(c, limits.max_uri_bytes)
-                        .map_err(|e| err(ErrorKind::InvalidHeader(HeaderName::Contact, e)))?;
+                // Counted here, parsed where used (`Message::contacts`, whose
+                // errors the registrar answers with 400): a proxy forwards
+                // the Contact of other requests untouched.
+                n_contact += count_values(text(h.value));
+                if n_contact > limits.max_contacts {
+                    return Err(err(ErrorKind::TooManyValues(HeaderName::Contact)));
                 }
                 continue;
             }
@@ -795,6 +792,27 @@ l: 0\r\n\r\n";
         assert_eq!(first.q(), Ok(Some(700)));
         assert_eq!(m.header_count(HeaderName::Contact), 1);
         assert_eq!(m.header(HeaderName::parse("Content-Length")), Some("0"));
+    }
+
+    #[test]
+    fn contacts_are_counted_at_parse_and_validated_where_used() {
+        // A malformed Contact does not fail the message (a proxy forwards it
+        // untouched); the accessor reports it to whoever needs it.
+        let s = REG.replace("sip:bob@192.0.2.4", "sip:bob@192.0.2.4 junk");
+        let m = parse_str(&s).unwrap();
+        let c: Vec<_> = m.contacts().collect();
+        assert!(c[0].is_ok());
+        assert!(c[1].is_err(), "{:?}", c[1]);
+        // The count is still capped at parse time.
+        let many = vec!["<sip:a@h>"; 17].join(", ");
+        let s = REG.replace(
+            "<sip:bob@[2001:db8::1]:5060>;expires=60;q=0.7, sip:bob@192.0.2.4",
+            &many,
+        );
+        assert_eq!(
+            parse_str(&s).unwrap_err(),
+            ParseError::Request(ErrorKind::TooManyValues(HeaderName::Contact))
+        );
     }
 
     #[test]
