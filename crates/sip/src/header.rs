@@ -528,17 +528,30 @@ static PARAM_VALUE: [bool; 256] = crate::method::byte_table(b"-.!%*_+`'~[]:");
 /// Strict unsigned decimal (digits only, surrounding LWS allowed).
 pub fn parse_u32(s: &str) -> Result<u32, HeaderError> {
     let t = trim_lws(s);
-    if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+    if t.is_empty() {
         return Err(HeaderError::BadNumber);
     }
-    let digits = t.trim_start_matches('0');
-    if digits.len() > 10 {
+    // One pass: a non-digit anywhere is BadNumber (whatever the length);
+    // more than 10 significant digits (leading zeros are allowed) or a value
+    // past u32 is OutOfRange.
+    let mut v: u64 = 0;
+    let mut significant = 0usize;
+    for &c in t.as_bytes() {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(HeaderError::BadNumber);
+        }
+        if significant > 0 || d != 0 {
+            significant += 1;
+            if significant <= 10 {
+                v = v * 10 + u64::from(d);
+            }
+        }
+    }
+    if significant > 10 {
         return Err(HeaderError::OutOfRange);
     }
-    digits
-        .bytes()
-        .try_fold(0u64, |acc, c| Ok(acc * 10 + u64::from(c - b'0')))
-        .and_then(|v| u32::try_from(v).map_err(|_| HeaderError::OutOfRange))
+    u32::try_from(v).map_err(|_| HeaderError::OutOfRange)
 }
 
 /// `CSeq: <seq> <method>`; seq must be below 2^31 (RFC 3261 §8.1.1.5).
@@ -1037,6 +1050,57 @@ mod tests {
             assert!(NameAddr::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Contact::parse(" * "), Ok(Contact::Star));
+    }
+
+    /// The straightforward definition `parse_u32` must agree with.
+    fn parse_u32_reference(s: &str) -> Result<u32, HeaderError> {
+        let t = trim_lws(s);
+        if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(HeaderError::BadNumber);
+        }
+        let digits = t.trim_start_matches('0');
+        if digits.len() > 10 {
+            return Err(HeaderError::OutOfRange);
+        }
+        digits
+            .bytes()
+            .try_fold(0u64, |acc, c| Ok(acc * 10 + u64::from(c - b'0')))
+            .and_then(|v| u32::try_from(v).map_err(|_| HeaderError::OutOfRange))
+    }
+
+    #[test]
+    fn parse_u32_agrees_with_its_definition() {
+        let alphabet = b"0123456789 x-";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 16) as usize;
+            let s: String = (0..len)
+                .map(|i| {
+                    let r = (x >> (i * 4 % 60)) as usize;
+                    // Mostly digits, sometimes a zero run or junk.
+                    alphabet[if r.is_multiple_of(7) {
+                        r % alphabet.len()
+                    } else {
+                        r % 10
+                    }] as char
+                })
+                .collect();
+            assert_eq!(parse_u32(&s), parse_u32_reference(&s), "{s:?}");
+        }
+        for s in [
+            "",
+            " ",
+            "0",
+            "00000000000000000001",
+            "4294967295",
+            "04294967296",
+            "99999999999",
+        ] {
+            assert_eq!(parse_u32(s), parse_u32_reference(s), "{s:?}");
+        }
     }
 
     #[test]

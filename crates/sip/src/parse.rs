@@ -6,12 +6,12 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::header::{
-    name_id, parse_u32, top_level_comma, CSeq, HeaderError, HeaderName, NameAddr, ValueSplit, Via,
+    name_id, parse_u32, top_level_comma, CSeq, HeaderError, HeaderName, NameAddr, Via,
 };
 use crate::limits::Limits;
 use crate::message::{offset_span, push_u32, Hdr, Message, Span, StartLine};
 use crate::method::{is_token_byte, Method};
-use crate::uri::{find_byte, Uri, UriError};
+use crate::uri::{find_byte, trim_lws, Uri, UriError};
 
 /// What is wrong with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -500,15 +500,23 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         HeaderName::RecordRoute.id(),
     );
     let (mut n_via, mut n_contact, mut n_route, mut n_rr) = (0usize, 0usize, 0usize, 0usize);
-    let count_values = |v: &str| {
+    // Values in a header line, and where the first one ends (its first
+    // top-level comma), so the top Via is not searched for twice.
+    let split_values = |v: &str| {
         let mut n = 1;
         let mut r = v;
+        let mut first_end = None;
         while let Some(c) = top_level_comma(r) {
+            if n == 1 {
+                first_end = Some(c);
+            }
             n += 1;
             r = &r[c + 1..];
         }
-        n
+        (n, first_end)
     };
+    let count_values = |v: &str| split_values(v).0;
+    let mut top_via_end = None;
     for (i, h) in headers.iter().enumerate() {
         let slot = match h.id {
             x if x == callid_id => CALLID,
@@ -519,7 +527,11 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             x if x == clen_id => CLEN,
             x if x == ctype_id => CTYPE,
             x if x == via_id => {
-                n_via += count_values(text(h.value));
+                let (n, first_end) = split_values(text(h.value));
+                if n_via == 0 {
+                    top_via_end = first_end;
+                }
+                n_via += n;
                 if n_via > limits.max_via {
                     return Err(err(ErrorKind::TooManyValues(HeaderName::Via)));
                 }
@@ -585,7 +597,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     let to_tag = to_tag.and_then(|t| offset_span(head, t, false));
     let cseq = CSeq::parse(get(CSEQ, HeaderName::CSeq)?).map_err(invalid(HeaderName::CSeq))?;
     let top_via = get(VIA, HeaderName::Via)?;
-    let top_via = ValueSplit::new(top_via).next().unwrap_or("");
+    let top_via = trim_lws(top_via_end.map_or(top_via, |e| &top_via[..e]));
     let (_, branch) = Via::parse_with_branch(top_via).map_err(invalid(HeaderName::Via))?;
     let branch = branch.and_then(|b| offset_span(head, b, false));
     if let Ok(mf) = get(MAXF, HeaderName::MaxForwards) {
