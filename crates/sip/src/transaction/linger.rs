@@ -394,6 +394,7 @@ impl<K: Hash, F> LingerTable<K, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::time::Duration;
 
     fn secs(n: u64) -> Duration {
@@ -637,6 +638,43 @@ mod tests {
         tab.expire(t + secs(40), usize::MAX);
         assert!(tab.is_empty());
         assert_eq!(tab.bytes(), 0);
+    }
+
+    /// Random inserts, replacements and expiries with the linger times a
+    /// server has (a few fixed durations, a clock that only moves forward),
+    /// checked against a plain map: a remnant is there exactly until its
+    /// deadline, and a lookup finds the latest one.
+    #[test]
+    fn agrees_with_a_plain_map() {
+        let t0 = Instant::now();
+        let mut tab: LingerTable<u32, u64> = LingerTable::new(100_000, 1 << 30);
+        let mut model: HashMap<u32, (Duration, u64)> = HashMap::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut now = Duration::ZERO;
+        for step in 0..50_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 10 {
+                0..=6 => {
+                    let key = (x >> 8) as u32 % 2_000;
+                    let linger = [secs(32), secs(5), Duration::ZERO][(x >> 20) as usize % 3];
+                    let until = now + linger;
+                    let r = rem(RemnantKind::ServerCompleted, t0 + until, None);
+                    assert!(!tab.insert(&key, r, step), "nothing to evict here");
+                    model.insert(key, (until, step));
+                }
+                7..=8 => now += Duration::from_millis((x >> 12) % 3_000),
+                _ => {
+                    tab.expire(t0 + now, usize::MAX);
+                    model.retain(|_, (until, _)| *until > now);
+                    assert_eq!(tab.len(), model.len(), "step {step}");
+                    for (k, (_, flow)) in &model {
+                        assert_eq!(tab.get(k).map(|(_, f)| *f), Some(*flow), "key {k}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
