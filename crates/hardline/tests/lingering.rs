@@ -99,17 +99,14 @@ impl Ua {
         self.send(&req(1, ""));
         let r = self.recv("401");
         assert!(r.starts_with("SIP/2.0 401 "), "{r}");
-        let ch = sip::auth::Challenge::parse(header(&r, "WWW-Authenticate").unwrap()).unwrap();
-        let a = sip::auth::client_authorization(
-            &ch,
+        let a = answer_challenge(
+            &r,
+            "WWW-Authenticate",
             "REGISTER",
             &format!("sip:{DOMAIN}"),
             user,
-            &password(user),
             "c0ffee",
-            1,
-        )
-        .unwrap();
+        );
         self.send(&req(2, &format!("Authorization: {a}\r\n")));
         let r = self.recv("200");
         assert!(r.starts_with("SIP/2.0 200 "), "{r}");
@@ -165,17 +162,14 @@ fn retransmissions_after_the_final_response_are_absorbed_or_answered() {
     caller.send(&format!(
         "ACK sip:2000@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK-inv1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag=caller1\r\nTo: {to407}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
     ));
-    let ch = sip::auth::Challenge::parse(header(&r, "Proxy-Authenticate").unwrap()).unwrap();
-    let auth = sip::auth::client_authorization(
-        &ch,
+    let auth = answer_challenge(
+        &r,
+        "Proxy-Authenticate",
         "INVITE",
         &format!("sip:2000@{DOMAIN}"),
         "1000",
-        &password("1000"),
         "beef01",
-        1,
-    )
-    .unwrap();
+    );
     let invite2 = invite("z9hG4bK-inv2", &format!("Proxy-Authorization: {auth}\r\n"));
     caller.send(&invite2);
     let trying = caller.recv("100 Trying");
@@ -269,17 +263,14 @@ fn a_full_linger_table_evicts_instead_of_refusing() {
         caller.send(&req("", 1, &format!("z9hG4bK-cap{n}a")));
         let r = caller.recv("407");
         assert!(r.starts_with("SIP/2.0 407 "), "{r}");
-        let ch = sip::auth::Challenge::parse(header(&r, "Proxy-Authenticate").unwrap()).unwrap();
-        let auth = sip::auth::client_authorization(
-            &ch,
+        let auth = answer_challenge(
+            &r,
+            "Proxy-Authenticate",
             "INVITE",
             &format!("sip:2000@{DOMAIN}"),
             "1000",
-            &password("1000"),
             "cap",
-            1,
-        )
-        .unwrap();
+        );
         caller.send(&req(
             &format!("Proxy-Authorization: {auth}\r\n"),
             2,

@@ -305,18 +305,8 @@ fn malformed_contact_is_refused_by_the_registrar() {
     };
     let r = exchange(req(1, ""));
     assert!(r.starts_with("SIP/2.0 401 "), "{r}");
-    let ch = challenges(&r);
-    let parsed = sip::auth::Challenge::parse(&ch[0]).unwrap();
-    let auth = sip::auth::client_authorization(
-        &parsed,
-        "REGISTER",
-        &format!("sip:{DOMAIN}"),
-        "1002",
-        &password("1002"),
-        "bc01",
-        1,
-    )
-    .unwrap();
+    let uri = format!("sip:{DOMAIN}");
+    let auth = answer_challenge(&r, "WWW-Authenticate", "REGISTER", &uri, "1002", "bc01");
     let r = exchange(req(2, &format!("Authorization: {auth}\r\n")));
     assert!(r.starts_with("SIP/2.0 400 "), "{r}");
     assert!(!s.registrations().contains("sip:1002@"), "nothing bound");

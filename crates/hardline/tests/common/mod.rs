@@ -413,3 +413,27 @@ pub fn check_config(path: &Path) -> Output {
         .output()
         .unwrap()
 }
+
+/// The credentials answering the first `header` challenge (e.g.
+/// `WWW-Authenticate`, `Proxy-Authenticate`) of `response`, for `user` with
+/// its test password: the value of an Authorization or Proxy-Authorization
+/// header (nc 1).
+pub fn answer_challenge(
+    response: &str,
+    header: &str,
+    method: &str,
+    uri: &str,
+    user: &str,
+    cnonce: &str,
+) -> String {
+    let value = response
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(header).then(|| v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {header} in:\n{response}"));
+    let challenge = sip::auth::Challenge::parse(value).unwrap();
+    sip::auth::client_authorization(&challenge, method, uri, user, &password(user), cnonce, 1)
+        .unwrap()
+}
