@@ -112,6 +112,45 @@ impl Ua {
         assert!(r.starts_with("SIP/2.0 200 "), "{r}");
     }
 
+    /// Calls 2000 as 1000: INVITE, the 407 (and its ACK), the INVITE again
+    /// with credentials. Returns that INVITE, for retransmitting it.
+    fn invite_2000(&self, call_id: &str, tag: &str, branch: &str) -> String {
+        let a = self.local();
+        let invite = |cseq: u32, branch: &str, auth: &str| {
+            format!(
+                "INVITE sip:2000@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag={tag}\r\nTo: <sip:2000@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:1000@{a}>\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+        };
+        let first = format!("{branch}-1");
+        self.send(&invite(1, &first, ""));
+        let r = self.recv("407");
+        assert!(r.starts_with("SIP/2.0 407 "), "{r}");
+        self.ack(call_id, tag, &first, 1, header(&r, "To").unwrap());
+        let auth = answer_challenge(
+            &r,
+            "Proxy-Authenticate",
+            "INVITE",
+            &format!("sip:2000@{DOMAIN}"),
+            "1000",
+            call_id,
+        );
+        let second = invite(
+            2,
+            &format!("{branch}-2"),
+            &format!("Proxy-Authorization: {auth}\r\n"),
+        );
+        self.send(&second);
+        second
+    }
+
+    /// The ACK of a non-2xx final to the INVITE sent with `branch`.
+    fn ack(&self, call_id: &str, tag: &str, branch: &str, cseq: u32, to: &str) {
+        let a = self.local();
+        self.send(&format!(
+            "ACK sip:2000@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+
     /// A response to `req` with `code`, as a UAS sends it.
     fn answer(&self, req: &str, code: u16, reason: &str, to_tag: &str) -> String {
         let mut m = format!("SIP/2.0 {code} {reason}\r\n");
@@ -147,31 +186,8 @@ fn retransmissions_after_the_final_response_are_absorbed_or_answered() {
     callee.register();
     let a = caller.local();
     let call_id = "linger-call@test";
-    let invite = |branch: &str, auth: &str| {
-        format!(
-            "INVITE sip:2000@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag=caller1\r\nTo: <sip:2000@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {} INVITE\r\nContact: <sip:1000@{a}>\r\n{auth}Content-Length: 0\r\n\r\n",
-            if auth.is_empty() { 1 } else { 2 }
-        )
-    };
-
     // INVITE, 407 (stateless), ACK, INVITE with credentials.
-    caller.send(&invite("z9hG4bK-inv1", ""));
-    let r = caller.recv("407");
-    assert!(r.starts_with("SIP/2.0 407 "), "{r}");
-    let to407 = header(&r, "To").unwrap().to_string();
-    caller.send(&format!(
-        "ACK sip:2000@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK-inv1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag=caller1\r\nTo: {to407}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    ));
-    let auth = answer_challenge(
-        &r,
-        "Proxy-Authenticate",
-        "INVITE",
-        &format!("sip:2000@{DOMAIN}"),
-        "1000",
-        "beef01",
-    );
-    let invite2 = invite("z9hG4bK-inv2", &format!("Proxy-Authorization: {auth}\r\n"));
-    caller.send(&invite2);
+    let invite2 = caller.invite_2000(call_id, "caller1", "z9hG4bK-inv");
     let trying = caller.recv("100 Trying");
     assert!(trying.starts_with("SIP/2.0 100 "), "{trying}");
 
@@ -252,30 +268,11 @@ fn a_full_linger_table_evicts_instead_of_refusing() {
     let callee = Ua::new(s.addr(), "2000");
     callee.register();
     let caller = Ua::new(s.addr(), "1000");
-    let a = caller.local();
     for n in 1..=3u32 {
         let call_id = format!("cap-{n}@test");
-        let req = |auth: &str, cseq: u32, branch: &str| {
-            format!(
-                "INVITE sip:2000@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag=c{n}\r\nTo: <sip:2000@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:1000@{a}>\r\n{auth}Content-Length: 0\r\n\r\n"
-            )
-        };
-        caller.send(&req("", 1, &format!("z9hG4bK-cap{n}a")));
-        let r = caller.recv("407");
-        assert!(r.starts_with("SIP/2.0 407 "), "{r}");
-        let auth = answer_challenge(
-            &r,
-            "Proxy-Authenticate",
-            "INVITE",
-            &format!("sip:2000@{DOMAIN}"),
-            "1000",
-            "cap",
-        );
-        caller.send(&req(
-            &format!("Proxy-Authorization: {auth}\r\n"),
-            2,
-            &format!("z9hG4bK-cap{n}b"),
-        ));
+        let tag = format!("c{n}");
+        let branch = format!("z9hG4bK-cap{n}");
+        caller.invite_2000(&call_id, &tag, &branch);
         let inv_b = callee.recv_starting("INVITE ");
         callee.send(&callee.answer(&inv_b, 486, "Busy Here", "busy"));
         // The ACK of the non-2xx goes hop by hop.
@@ -283,10 +280,8 @@ fn a_full_linger_table_evicts_instead_of_refusing() {
         assert!(ack.contains(&call_id), "{ack}");
         let r = caller.recv_starting("SIP/2.0 486 ");
         assert!(r.contains(&call_id), "{r}");
-        caller.send(&format!(
-            "ACK sip:2000@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK-cap{n}b;rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@{DOMAIN}>;tag=c{n}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n",
-            header(&r, "To").unwrap()
-        ));
+        let to = header(&r, "To").unwrap();
+        caller.ack(&call_id, &tag, &format!("{branch}-2"), 2, to);
     }
     std::thread::sleep(Duration::from_millis(200));
     let m = s.metrics();
