@@ -54,7 +54,9 @@ impl Location {
 
     /// Replaces the bindings of `user`; returns the previous ones (undo).
     pub fn replace(&mut self, user: &str, bindings: Vec<Binding>) -> Vec<Binding> {
-        self.index(user, &bindings, true);
+        for b in &bindings {
+            self.index_add(user, &b.contact);
+        }
         self.count += bindings.len();
         let old = if bindings.is_empty() {
             self.by_user.remove(user).unwrap_or_default()
@@ -63,7 +65,9 @@ impl Location {
                 .insert(user.to_string(), bindings)
                 .unwrap_or_default()
         };
-        self.index(user, &old, false);
+        for b in &old {
+            self.index_remove(user, &b.contact);
+        }
         self.count -= old.len();
         old
     }
@@ -87,41 +91,42 @@ impl Location {
         self.by_contact = index;
     }
 
-    /// Adds (or removes) one index entry per binding of `user`.
-    fn index(&mut self, user: &str, bindings: &[Binding], add: bool) {
-        for b in bindings {
-            let key = contact_key(&b.contact);
-            if add {
-                self.by_contact
-                    .entry(key)
-                    .or_default()
-                    .push(user.to_string());
-            } else if let Some(users) = self.by_contact.get_mut(&key) {
-                if let Some(i) = users.iter().position(|u| u == user) {
-                    users.swap_remove(i);
-                }
-                if users.is_empty() {
-                    self.by_contact.remove(&key);
-                }
+    /// One index entry for a binding of `user` with Contact `contact`.
+    fn index_add(&mut self, user: &str, contact: &str) {
+        self.by_contact
+            .entry(contact_key(contact))
+            .or_default()
+            .push(user.to_string());
+    }
+
+    fn index_remove(&mut self, user: &str, contact: &str) {
+        let key = contact_key(contact);
+        if let Some(users) = self.by_contact.get_mut(&key) {
+            if let Some(i) = users.iter().position(|u| u == user) {
+                users.swap_remove(i);
+            }
+            if users.is_empty() {
+                self.by_contact.remove(&key);
             }
         }
     }
 
     /// Drops expired bindings; returns how many.
     pub fn expire(&mut self, now: u64) -> usize {
-        let mut gone: Vec<(String, Binding)> = Vec::new();
+        // (user, contact) of each expired binding, to take out of the index.
+        let mut gone: Vec<(String, String)> = Vec::new();
         self.by_user.retain(|u, v| {
-            v.retain(|b| {
+            v.retain_mut(|b| {
                 let live = b.expires_at > now;
                 if !live {
-                    gone.push((u.clone(), b.clone()));
+                    gone.push((u.clone(), std::mem::take(&mut b.contact)));
                 }
                 live
             });
             !v.is_empty()
         });
-        for (u, b) in &gone {
-            self.index(u, std::slice::from_ref(b), false);
+        for (u, contact) in &gone {
+            self.index_remove(u, contact);
         }
         self.count -= gone.len();
         gone.len()
@@ -203,24 +208,8 @@ pub fn contact_key(uri: &str) -> String {
         Ok(sip::uri::Uri::Sip(s)) => {
             let mut key = String::with_capacity(uri.len());
             if let Some(user) = s.user {
-                let b = user.as_bytes();
-                let mut i = 0;
-                while i < b.len() {
-                    let decoded = (b[i] == b'%')
-                        .then(|| user.get(i + 1..i + 3))
-                        .flatten()
-                        .and_then(|h| u8::from_str_radix(h, 16).ok());
-                    match decoded {
-                        Some(c) => {
-                            key.push(char::from(c));
-                            i += 3;
-                        }
-                        None => {
-                            key.push(char::from(b[i]));
-                            i += 1;
-                        }
-                    }
-                }
+                // Decoded as `contact_uri_eq` compares users.
+                key.extend(sip::uri::decoded(user).map(char::from));
             }
             key.push('@');
             key.push_str(&s.host.to_string().to_ascii_lowercase());

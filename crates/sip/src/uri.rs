@@ -287,6 +287,15 @@ impl Iterator for Decoded<'_> {
     }
 }
 
+/// The bytes of `s` with `%XX` escapes decoded (malformed ones passed
+/// through literally), as [`decoded_eq`] compares them.
+pub fn decoded(s: &str) -> impl Iterator<Item = u8> + '_ {
+    Decoded {
+        b: s.as_bytes(),
+        i: 0,
+    }
+}
+
 /// Compares two strings after decoding `%XX` escapes, optionally ignoring
 /// ASCII case.
 pub fn decoded_eq(a: &str, b: &str, ignore_case: bool) -> bool {
@@ -302,14 +311,8 @@ pub fn decoded_eq(a: &str, b: &str, ignore_case: bool) -> bool {
     if raw_eq || !(a.bytes().any(|c| c == b'%') || b.bytes().any(|c| c == b'%')) {
         return raw_eq;
     }
-    let mut x = Decoded {
-        b: a.as_bytes(),
-        i: 0,
-    };
-    let mut y = Decoded {
-        b: b.as_bytes(),
-        i: 0,
-    };
+    let mut x = decoded(a);
+    let mut y = decoded(b);
     loop {
         match (x.next(), y.next()) {
             (None, None) => return true,
