@@ -722,7 +722,7 @@ impl Core {
     /// gives way to quiet, that memory goes back (checked every few seconds).
     fn shrink_tables(&mut self) {
         fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
-            if m.capacity() > 4 * m.len() + 64 {
+            if sip::transaction::oversized(m.capacity(), m.len()) {
                 m.shrink_to(2 * m.len());
             }
         }

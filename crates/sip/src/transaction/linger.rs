@@ -199,7 +199,7 @@ impl Deadlines {
     fn shrink(&mut self) {
         self.queues.retain(|q| !q.is_empty());
         for q in &mut self.queues {
-            if q.capacity() > 4 * q.len() + 64 {
+            if super::oversized(q.capacity(), q.len()) {
                 q.shrink_to(2 * q.len());
             }
         }
@@ -335,7 +335,7 @@ impl<K: Hash, F> LingerTable<K, F> {
 
     /// Gives back the capacity a burst left behind.
     pub fn shrink(&mut self) {
-        if self.map.capacity() > 4 * self.map.len() + 64 {
+        if super::oversized(self.map.capacity(), self.map.len()) {
             self.map.shrink_to(2 * self.map.len());
         }
         self.maybe_compact();

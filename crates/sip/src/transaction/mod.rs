@@ -43,7 +43,7 @@ pub use client::{ClientState, ClientTransaction, ResponseAction};
 pub use key::{is_rfc3261_branch, new_branch, ClientKey, ServerKey, MAGIC_COOKIE};
 pub use linger::{LingerTable, Remnant, RemnantKind};
 pub use server::{ServerState, ServerTransaction};
-pub use table::{TableError, TimerQueue, TransactionTable, TxRef};
+pub use table::{oversized, TableError, TimerQueue, TransactionTable, TxRef};
 
 /// Base timer values (RFC 3261 §17.1.1.1, Table 4). The lettered timers are
 /// derived from these.

@@ -9,6 +9,13 @@ use std::time::Instant;
 
 use super::Transaction;
 
+/// Whether a collection holding `len` items in room for `capacity` should
+/// shrink (to twice its length): after a burst has given way to quiet. One
+/// rule for every table that grows under load.
+pub fn oversized(capacity: usize, len: usize) -> bool {
+    capacity > 4 * len + 64
+}
+
 struct Entry<K> {
     at: Instant,
     seq: u64,
@@ -111,19 +118,19 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
         Some(e.key)
     }
 
-    /// Number of keys with a live deadline.
     /// Gives back the capacity a burst left behind (stale entries are
     /// already compacted as they pile up).
     pub fn shrink(&mut self) {
         self.maybe_compact();
-        if self.heap.capacity() > 4 * self.heap.len() + 64 {
+        if oversized(self.heap.capacity(), self.heap.len()) {
             self.heap.shrink_to(2 * self.heap.len());
         }
-        if self.live.capacity() > 4 * self.live.len() + 64 {
+        if oversized(self.live.capacity(), self.live.len()) {
             self.live.shrink_to(2 * self.live.len());
         }
     }
 
+    /// Number of keys with a live deadline.
     pub fn len(&self) -> usize {
         self.live.len()
     }
