@@ -7,7 +7,9 @@
 use std::fmt;
 
 use crate::method::{is_token_byte, Method, MethodError};
-use crate::uri::{decoded_eq, is_lws, parse_port, token_ok, trim_lws, Host, Params, Uri, UriError};
+use crate::uri::{
+    decoded_eq, host_chars, is_lws, parse_port, token_ok, trim_lws, Host, Params, Uri, UriError,
+};
 
 /// Why a header value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -288,7 +290,9 @@ pub(crate) fn param_name_is(n: &str, want: &str) -> bool {
         // Equal lengths: any `%` would either shrink the decoded name or
         // stay a literal `%` that `want` lacks, so only a plain match counts.
         Ordering::Equal => n.eq_ignore_ascii_case(want),
-        Ordering::Greater => n.contains('%') && decoded_eq(n, want, true),
+        // A byte loop: names are short, and this runs for every parameter of
+        // the top Via (a `str::contains` call costs more than the loop).
+        Ordering::Greater => n.bytes().any(|c| c == b'%') && decoded_eq(n, want, true),
     }
 }
 
@@ -470,40 +474,28 @@ pub(crate) fn header_params_find<'a>(
     // name first, then value, piece by piece (the order of the errors of a
     // split-then-check implementation).
     let b = t.as_bytes();
-    let skip_lws = |mut i: usize| {
-        while i < b.len() && is_lws(b[i]) {
-            i += 1;
-        }
-        i
-    };
     let mut i = 1;
     loop {
-        let ns = skip_lws(i);
-        let mut ne = ns;
-        while ne < b.len() && is_token_byte(b[ne]) {
-            ne += 1;
-        }
+        let ns = run(b, i, &LWS);
+        let ne = run(b, ns, &crate::method::TOKEN);
         if ne == ns {
             return Err(HeaderError::BadParam);
         }
-        i = skip_lws(ne);
+        i = run(b, ne, &LWS);
         let mut value = None;
         if b.get(i) == Some(&b'=') {
-            let vs = skip_lws(i + 1);
+            let vs = run(b, i + 1, &LWS);
             let ve = if b.get(vs) == Some(&b'"') {
                 vs + quoted_end(&b[vs..])?
             } else {
-                let mut ve = vs;
-                while ve < b.len() && PARAM_VALUE[b[ve] as usize] {
-                    ve += 1;
-                }
+                let ve = run(b, vs, &PARAM_VALUE);
                 if ve == vs {
                     return Err(HeaderError::BadParam);
                 }
                 ve
             };
             value = Some(&t[vs..ve]);
-            i = skip_lws(ve);
+            i = run(b, ve, &LWS);
         }
         match b.get(i) {
             None | Some(b';') => {}
@@ -521,6 +513,32 @@ pub(crate) fn header_params_find<'a>(
         i += 1;
     }
 }
+
+/// End of the run of `table` bytes in `b` starting at `i` (`i` itself when
+/// there is none, or when `i` is past the end). A slice scan: it compiles to
+/// a loop without bounds checks, unlike indexing.
+#[inline]
+pub(crate) fn run(b: &[u8], i: usize, table: &[bool; 256]) -> usize {
+    match b.get(i..) {
+        Some(r) => {
+            i + r
+                .iter()
+                .position(|&c| !table[c as usize])
+                .unwrap_or(r.len())
+        }
+        None => i,
+    }
+}
+
+/// LWS as [`is_lws`] sees it.
+static LWS: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t
+};
 
 /// Unquoted parameter value bytes: token plus the IPv6 reference characters.
 static PARAM_VALUE: [bool; 256] = crate::method::byte_table(b"-.!%*_+`'~[]:");
@@ -612,8 +630,15 @@ impl<'a> Via<'a> {
     /// [`Via::parse`] that also returns [`Via::branch`], found while the
     /// parameters are validated (the parser caches it for every message).
     pub(crate) fn parse_with_branch(s: &'a str) -> Result<(Via<'a>, Option<&'a str>), HeaderError> {
-        let (protocol_name, r) = slash_part(s)?;
-        let (protocol_version, r) = slash_part(r)?;
+        // What every phone sends, `SIP/2.0/` in any case, is one compare.
+        let (protocol_name, protocol_version, r) = match s.get(..8) {
+            Some(p) if p.eq_ignore_ascii_case("SIP/2.0/") => (&s[..3], &s[4..7], &s[8..]),
+            _ => {
+                let (name, r) = slash_part(s)?;
+                let (version, r) = slash_part(r)?;
+                (name, version, r)
+            }
+        };
         let r = trim_lws(r);
         let tend = r
             .bytes()
@@ -626,14 +651,21 @@ impl<'a> Via<'a> {
         }
         let r = trim_lws(r);
         let rb = r.as_bytes();
-        let hend = if rb.first() == Some(&b'[') {
-            crate::uri::find_byte(b']', rb).ok_or(HeaderError::BadVia)? + 1
+        let (hend, host) = if rb.first() == Some(&b'[') {
+            let e = crate::uri::find_byte(b']', rb).ok_or(HeaderError::BadVia)? + 1;
+            (e, Host::parse(&r[..e])?)
         } else {
-            rb.iter()
-                .position(|&c| matches!(c, b':' | b';') || is_lws(c))
-                .unwrap_or(rb.len())
+            // One scan finds the end and checks the characters: the host
+            // runs to `:`, `;` or LWS, and holds only host characters.
+            let e = host_chars(rb);
+            if rb
+                .get(e)
+                .is_some_and(|&c| !matches!(c, b':' | b';') && !is_lws(c))
+            {
+                return Err(UriError::BadHost.into());
+            }
+            (e, Host::parse_checked(&r[..e])?)
         };
-        let host = Host::parse(&r[..hend])?;
         let mut r = r[hend..].trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8));
         let mut port = None;
         if let Some(p) = r.strip_prefix(':') {

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod message;
 pub mod method;
 pub mod parse;
+mod scan;
 pub mod transaction;
 pub mod uri;
 

@@ -51,7 +51,7 @@ pub(crate) const fn byte_table(extra: &[u8]) -> [bool; 256] {
     t
 }
 
-static TOKEN: [bool; 256] = byte_table(b"-.!%*_+`'~");
+pub(crate) static TOKEN: [bool; 256] = byte_table(b"-.!%*_+`'~");
 
 /// RFC 3261 `token` character (table lookup: this is on the hot path).
 #[inline]

@@ -11,6 +11,7 @@ use crate::header::{
 use crate::limits::Limits;
 use crate::message::{offset_span, push_u32, Hdr, Message, Span, StartLine};
 use crate::method::{is_token_byte, Method};
+use crate::scan::LineEnds;
 use crate::uri::{find_byte, trim_lws, Uri, UriError};
 
 /// What is wrong with a message.
@@ -367,7 +368,9 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         return Err(err(ErrorKind::TooLarge));
     }
     // Start line.
-    let nl = find_byte(b'\n', &b[skip..]).ok_or(err(ErrorKind::Truncated))? + skip;
+    let mut ends = LineEnds::new(b, skip);
+    let nl = ends.next().ok_or(err(ErrorKind::Truncated))?;
+    let mut last_nl = nl;
     if nl == skip || b[nl - 1] != b'\r' {
         return Err(err(ErrorKind::BadStartLine));
     }
@@ -391,10 +394,10 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             }
             return Err(err(ErrorKind::Truncated));
         }
-        let Some(n) = memchr::memchr(b'\n', &b[pos..]) else {
+        let Some(nl) = ends.next() else {
             return Err(err(ErrorKind::Truncated));
         };
-        let nl = pos + n;
+        last_nl = nl;
         if nl == pos || b[nl - 1] != b'\r' {
             return Err(err(ErrorKind::BadHeaderLine));
         }
@@ -409,26 +412,24 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             last.value.end = end as u32;
             folded = true;
         } else {
-            // `token *(SP / HTAB) ":"`, scanned once (no separate search for
-            // the colon, no second pass over the name).
+            // `token *(SP / HTAB) ":"`. A known name is a token, so only
+            // unknown names are checked byte by byte.
             let line = &b[pos..end];
-            let name_len = line
-                .iter()
-                .position(|&c| !is_token_byte(c))
-                .unwrap_or(line.len());
-            let mut colon = name_len;
-            while colon < line.len() && is_lws_byte(line[colon]) {
-                colon += 1;
-            }
-            if name_len == 0 || line.get(colon) != Some(&b':') {
+            let Some(colon) = find_byte(b':', line) else {
+                return Err(err(ErrorKind::BadHeaderLine));
+            };
+            let name = trim_ws_end(&line[..colon]);
+            let id = name_id(name);
+            if id == u8::MAX && (name.is_empty() || !name.iter().all(|&c| is_token_byte(c))) {
                 return Err(err(ErrorKind::BadHeaderLine));
             }
+            let name_len = name.len();
             if headers.len() == limits.max_headers {
                 return Err(err(ErrorKind::TooManyHeaders));
             }
             line_start = pos;
             headers.push(Hdr {
-                id: name_id(&line[..name_len]),
+                id,
                 name: Span::wire(pos, pos + name_len),
                 value: Span::wire(pos + colon + 1, end),
             });
@@ -438,6 +439,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         }
         pos = nl + 1;
     };
+    let non_ascii = ends.non_ascii_through(last_nl);
     // Replace each folding CRLF by two spaces: offsets stay valid and every
     // value becomes a single line.
     let buf = if folded {
@@ -455,8 +457,15 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         buf
     };
     let b: &[u8] = &buf;
-    // Folding only rewrote ASCII, so validating afterwards is equivalent.
-    let head = std::str::from_utf8(&b[..head_end]).map_err(|_| err(ErrorKind::NotUtf8))?;
+    // Folding only rewrote ASCII, so validating afterwards is equivalent;
+    // a head the scan saw no byte above ASCII in needs no validation.
+    let head = if non_ascii {
+        std::str::from_utf8(&b[..head_end]).map_err(|_| err(ErrorKind::NotUtf8))?
+    } else {
+        // SAFETY: every byte of `b[..head_end]` (all before or at `last_nl`,
+        // leading CR/LF included) is ASCII, hence valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&b[..head_end]) }
+    };
     for h in &mut headers {
         let (mut s, mut e) = (h.value.start as usize, h.value.end as usize);
         while s < e && is_lws_byte(b[s]) {

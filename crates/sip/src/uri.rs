@@ -69,7 +69,7 @@ impl Host<'_> {
     }
 
     /// `s` is known to hold only host characters (see [`host_chars`]).
-    fn parse_checked(s: &str) -> Result<Host<'_>, UriError> {
+    pub(crate) fn parse_checked(s: &str) -> Result<Host<'_>, UriError> {
         let b = s.as_bytes();
         if b.is_empty() || b.len() > 255 {
             return Err(UriError::BadHost);
@@ -708,10 +708,18 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
 }
 
 pub(crate) fn parse_port(s: &str) -> Result<u16, UriError> {
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|c| c.is_ascii_digit()) {
+    if s.is_empty() || s.len() > 5 {
         return Err(UriError::BadPort);
     }
-    s.parse::<u16>().map_err(|_| UriError::BadPort)
+    // At most five digits fit a u32, so one fold checks and converts.
+    let mut v = 0u32;
+    for c in s.bytes() {
+        if !c.is_ascii_digit() {
+            return Err(UriError::BadPort);
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    u16::try_from(v).map_err(|_| UriError::BadPort)
 }
 
 fn parse_tel(rest: &str) -> Result<TelUri<'_>, UriError> {
