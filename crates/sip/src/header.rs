@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::method::{is_token_byte, Method, MethodError};
+use crate::scan::{run, ByteClass};
 use crate::uri::{
     decoded_eq, host_chars, is_lws, parse_port, token_ok, trim_lws, Host, Params, Uri, UriError,
 };
@@ -63,7 +64,7 @@ macro_rules! known_headers {
 
         impl<'a> HeaderName<'a> {
             /// Index into the known table; `u8::MAX` for `Other`.
-            pub(crate) fn id(&self) -> u8 {
+            pub(crate) const fn id(&self) -> u8 {
                 let mut _i = 0u8;
                 $(
                     if let HeaderName::$var = self { return _i; }
@@ -514,34 +515,39 @@ pub(crate) fn header_params_find<'a>(
     }
 }
 
-/// End of the run of `table` bytes in `b` starting at `i` (`i` itself when
-/// there is none, or when `i` is past the end). A slice scan: it compiles to
-/// a loop without bounds checks, unlike indexing.
-#[inline]
-pub(crate) fn run(b: &[u8], i: usize, table: &[bool; 256]) -> usize {
-    match b.get(i..) {
-        Some(r) => {
-            i + r
-                .iter()
-                .position(|&c| !table[c as usize])
-                .unwrap_or(r.len())
-        }
-        None => i,
+/// Display-name bytes of the token-list form.
+static TOKEN_OR_LWS: ByteClass = ByteClass::new({
+    let mut t = crate::method::byte_table(b"-.!%*_+`'~");
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t
+});
+
+/// ASCII bytes that may run inside `<...>` before the `>` (no LWS).
+static ADDR_SPEC: ByteClass = ByteClass::new({
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = !matches!(c as u8, b'>' | b' ' | b'\t' | b'\r' | b'\n');
+        c += 1;
     }
-}
+    t
+});
 
 /// LWS as [`is_lws`] sees it.
-static LWS: [bool; 256] = {
+static LWS: ByteClass = ByteClass::new({
     let mut t = [false; 256];
     t[b' ' as usize] = true;
     t[b'\t' as usize] = true;
     t[b'\r' as usize] = true;
     t[b'\n' as usize] = true;
     t
-};
+});
 
 /// Unquoted parameter value bytes: token plus the IPv6 reference characters.
-static PARAM_VALUE: [bool; 256] = crate::method::byte_table(b"-.!%*_+`'~[]:");
+static PARAM_VALUE: ByteClass = ByteClass::new(crate::method::byte_table(b"-.!%*_+`'~[]:"));
 
 /// Strict unsigned decimal (digits only, surrounding LWS allowed).
 pub fn parse_u32(s: &str) -> Result<u32, HeaderError> {
@@ -581,6 +587,38 @@ pub struct CSeq {
 
 impl CSeq {
     pub fn parse(s: &str) -> Result<CSeq, HeaderError> {
+        match CSeq::parse_plain(s) {
+            Some(c) => Ok(c),
+            None => CSeq::parse_general(s),
+        }
+    }
+
+    /// `<digits> <METHOD>` as every phone writes it, in one pass; `None`
+    /// leaves anything else (LWS, long numbers) to [`CSeq::parse_general`],
+    /// which accepts whatever this does, alike (tested).
+    fn parse_plain(s: &str) -> Option<CSeq> {
+        let b = s.as_bytes();
+        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) || b.get(digits) != Some(&b' ') {
+            return None;
+        }
+        let m = &b[digits + 1..];
+        if m.is_empty() || run(m, 0, &crate::method::TOKEN) != m.len() {
+            return None;
+        }
+        let seq = b[..digits]
+            .iter()
+            .fold(0u32, |a, c| a * 10 + u32::from(c - b'0'));
+        if seq >= 1 << 31 {
+            return None;
+        }
+        Some(CSeq {
+            seq,
+            method: Method::parse_token(m)?,
+        })
+    }
+
+    fn parse_general(s: &str) -> Result<CSeq, HeaderError> {
         let t = trim_lws(s);
         let split = t.bytes().position(is_lws).ok_or(HeaderError::BadCSeq)?;
         let seq = parse_u32(&t[..split])?;
@@ -630,6 +668,83 @@ impl<'a> Via<'a> {
     /// [`Via::parse`] that also returns [`Via::branch`], found while the
     /// parameters are validated (the parser caches it for every message).
     pub(crate) fn parse_with_branch(s: &'a str) -> Result<(Via<'a>, Option<&'a str>), HeaderError> {
+        if let Some(v) = Via::parse_plain(s) {
+            return Ok(v);
+        }
+        Via::parse_general(s)
+    }
+
+    /// The Via every phone sends, in one pass: `SIP/2.0/<token> <host>[:port]`
+    /// then `;name[=value]` parameters, no LWS inside, no quotes, no
+    /// escapes, no IPv6 reference. Anything else is `None`, left to
+    /// [`Via::parse_general`]; what this accepts, that accepts alike
+    /// (tested on mutated input).
+    fn parse_plain(s: &'a str) -> Option<(Via<'a>, Option<&'a str>)> {
+        let b = s.as_bytes();
+        if !b.get(..8)?.eq_ignore_ascii_case(b"SIP/2.0/") {
+            return None;
+        }
+        let tend = run(b, 8, &crate::method::TOKEN);
+        if tend == 8 || b.get(tend) != Some(&b' ') {
+            return None;
+        }
+        let hs = tend + 1;
+        let mut i = run(b, hs, &crate::uri::HOST);
+        let host = Host::parse_checked(&s[hs..i]).ok()?;
+        let mut port = None;
+        if b.get(i) == Some(&b':') {
+            let ps = i + 1;
+            i = ps + b[ps..].iter().take_while(|c| c.is_ascii_digit()).count();
+            port = Some(parse_port(&s[ps..i]).ok()?);
+        }
+        let params = &s[i..];
+        let (mut branch, mut rport) = (None, false);
+        while i < b.len() {
+            if b[i] != b';' {
+                return None;
+            }
+            let ns = i + 1;
+            let ne = run(b, ns, &crate::method::TOKEN);
+            i = ne;
+            let mut value = None;
+            if b.get(i) == Some(&b'=') {
+                let vs = i + 1;
+                i = run(b, vs, &PARAM_VALUE);
+                value = Some(&s[vs..i]);
+            }
+            let name = &b[ns..ne];
+            // An empty name or value, an escaped name (it might decode to
+            // one of ours) and ttl (rare) take the general path.
+            if name.is_empty() || value == Some("") || name.contains(&b'%') {
+                return None;
+            }
+            if name.eq_ignore_ascii_case(b"branch") {
+                if branch.is_none() {
+                    branch = Some(value.filter(|v| token_ok(v))?);
+                }
+            } else if name.eq_ignore_ascii_case(b"rport") {
+                if !rport {
+                    rport = true;
+                    if let Some(v) = value {
+                        parse_port(v).ok()?;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case(b"ttl") {
+                return None;
+            }
+        }
+        let via = Via {
+            protocol_name: &s[..3],
+            protocol_version: &s[4..7],
+            transport: &s[8..tend],
+            host,
+            port,
+            params: Params(params),
+        };
+        Some((via, branch))
+    }
+
+    fn parse_general(s: &'a str) -> Result<(Via<'a>, Option<&'a str>), HeaderError> {
         // What every phone sends, `SIP/2.0/` in any case, is one compare.
         let (protocol_name, protocol_version, r) = match s.get(..8) {
             Some(p) if p.eq_ignore_ascii_case("SIP/2.0/") => (&s[..3], &s[4..7], &s[8..]),
@@ -808,7 +923,7 @@ impl<'a> NameAddr<'a> {
                     let dn = trim_lws(&s[..lt]);
                     // A token list: every byte a token byte or LWS between
                     // words.
-                    if !dn.bytes().all(|c| is_token_byte(c) || is_lws(c)) {
+                    if run(dn.as_bytes(), 0, &TOKEN_OR_LWS) != dn.len() {
                         return Err(HeaderError::BadDisplayName);
                     }
                     ((!dn.is_empty()).then_some(dn), Some(lt))
@@ -820,12 +935,17 @@ impl<'a> NameAddr<'a> {
             let inner_start = lt + 1;
             // The addr-spec runs to the first `>` and holds no LWS: one scan
             // for either (both failures are BadAddrSpec).
-            let gt = b[inner_start..]
-                .iter()
-                .position(|&c| c == b'>' || is_lws(c))
-                .map(|p| p + inner_start)
-                .filter(|&p| b[p] == b'>')
-                .ok_or(HeaderError::BadAddrSpec)?;
+            let mut gt = run(b, inner_start, &ADDR_SPEC);
+            if b.get(gt).is_some_and(|&c| c >= 0x80) {
+                // The class is ASCII only; past a UTF-8 byte, go on bytewise.
+                gt += b[gt..]
+                    .iter()
+                    .position(|&c| c == b'>' || is_lws(c))
+                    .unwrap_or(b.len() - gt);
+            }
+            if b.get(gt) != Some(&b'>') {
+                return Err(HeaderError::BadAddrSpec);
+            }
             let addr = &s[inner_start..gt];
             let uri = Uri::parse_bounded(addr, max_uri)?;
             let mut tag = [None];
@@ -930,6 +1050,65 @@ impl<'a> Contact<'a> {
 
 #[cfg(test)]
 mod tests {
+    /// Random edits of `seeds`: what a one-pass fast path must agree on
+    /// with the general parser it stands in front of.
+    fn mutants(seeds: &[&str], n: usize) -> Vec<String> {
+        let alphabet: &[u8] = b" \t;:=,/.%[]\"<>@0123456789aAzZ-_\x01\x7f";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        };
+        (0..n)
+            .map(|i| {
+                let mut m = seeds[i % seeds.len()].as_bytes().to_vec();
+                for _ in 0..1 + rnd() % 3 {
+                    let p = rnd() % (m.len() + 1);
+                    let c = alphabet[rnd() % alphabet.len()];
+                    match rnd() % 3 {
+                        0 if p < m.len() => m[p] = c,
+                        1 if p < m.len() => {
+                            m.remove(p);
+                        }
+                        _ => m.insert(p, c),
+                    }
+                }
+                String::from_utf8_lossy(&m).into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_via_and_cseq_agree_with_the_general_parsers() {
+        let vias = [
+            "SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport",
+            "SIP/2.0/TCP 192.0.2.1;rport=5060;received=192.0.2.9;branch=z9hG4bKx",
+            "sip/2.0/tls h.example;ttl=5;BRANCH=z9hG4bKab;maddr=239.1.1.1",
+        ];
+        let (mut fast, mut total) = (0, 0);
+        for m in mutants(&vias, 200_000) {
+            total += 1;
+            if let Some(v) = Via::parse_plain(&m) {
+                fast += 1;
+                assert_eq!(Via::parse_general(&m), Ok(v), "{m:?}");
+            }
+        }
+        // The fast path must really be taken, or the test proves nothing.
+        assert!(fast > total / 4, "fast path took {fast} of {total}");
+        let cseqs = ["314159 INVITE", "1 REGISTER", "2147483647 FOO", "007 BYE"];
+        let (mut fast, mut total) = (0, 0);
+        for m in mutants(&cseqs, 100_000) {
+            total += 1;
+            if let Some(c) = CSeq::parse_plain(&m) {
+                fast += 1;
+                assert_eq!(CSeq::parse_general(&m), Ok(c), "{m:?}");
+            }
+        }
+        assert!(fast > total / 4, "fast path took {fast} of {total}");
+    }
+
     use super::*;
 
     #[test]

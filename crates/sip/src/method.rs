@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::scan::ByteClass;
+
 /// Why a method name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MethodError {
@@ -51,12 +53,12 @@ pub(crate) const fn byte_table(extra: &[u8]) -> [bool; 256] {
     t
 }
 
-pub(crate) static TOKEN: [bool; 256] = byte_table(b"-.!%*_+`'~");
+pub(crate) static TOKEN: ByteClass = ByteClass::new(byte_table(b"-.!%*_+`'~"));
 
 /// RFC 3261 `token` character (table lookup: this is on the hot path).
 #[inline]
 pub(crate) fn is_token_byte(b: u8) -> bool {
-    TOKEN[b as usize]
+    TOKEN.contains(b)
 }
 
 pub(crate) fn is_token(s: &str) -> bool {

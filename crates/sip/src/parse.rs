@@ -11,7 +11,7 @@ use crate::header::{
 use crate::limits::Limits;
 use crate::message::{offset_span, push_u32, Hdr, Message, Span, StartLine};
 use crate::method::{is_token_byte, Method};
-use crate::scan::LineEnds;
+use crate::scan::{run, ByteClass, LineEnds};
 use crate::uri::{find_byte, trim_lws, Uri, UriError};
 
 /// What is wrong with a message.
@@ -241,8 +241,10 @@ pub fn frame_stream(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseE
 }
 
 /// Call-ID bytes: `word` of RFC 3261 §25.1 (token plus these separators).
-static CALL_ID: [bool; 256] = crate::method::byte_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@");
+pub(crate) static CALL_ID: ByteClass =
+    ByteClass::new(crate::method::byte_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@"));
 
+#[inline]
 fn trim_ws_end(b: &[u8]) -> &[u8] {
     let mut e = b.len();
     while e > 0 && matches!(b[e - 1], b' ' | b'\t') {
@@ -251,12 +253,31 @@ fn trim_ws_end(b: &[u8]) -> &[u8] {
     &b[..e]
 }
 
+/// The span of `b[s..e]` without the SP/HTAB around it.
+#[inline]
+fn trimmed(b: &[u8], mut s: usize, mut e: usize) -> Span {
+    while s < e && is_lws_byte(b[s]) {
+        s += 1;
+    }
+    while e > s && is_lws_byte(b[e - 1]) {
+        e -= 1;
+    }
+    Span::wire(s, e)
+}
+
 fn is_lws_byte(c: u8) -> bool {
     matches!(c, b' ' | b'\t')
 }
 
 /// Parses the start line `b[s..e]` (CRLF excluded).
-fn start_line(b: &[u8], s: usize, e: usize, limits: &Limits) -> Result<StartLine, ParseError> {
+/// `ascii`: the scan found no byte above ASCII in the line.
+fn start_line(
+    b: &[u8],
+    s: usize,
+    e: usize,
+    ascii: bool,
+    limits: &Limits,
+) -> Result<StartLine, ParseError> {
     let line = &b[s..e];
     if looks_like_response(line) {
         let bad = ParseError::Response;
@@ -330,8 +351,12 @@ fn start_line(b: &[u8], s: usize, e: usize, limits: &Limits) -> Result<StartLine
     if uri_b.is_empty() {
         return Err(bad(ErrorKind::BadStartLine));
     }
-    let uri_s =
-        std::str::from_utf8(uri_b).map_err(|_| bad(ErrorKind::BadRequestUri(UriError::BadChar)))?;
+    let uri_s = if ascii {
+        // SAFETY: ASCII bytes (the caller's scan saw none above 0x7f).
+        unsafe { std::str::from_utf8_unchecked(uri_b) }
+    } else {
+        std::str::from_utf8(uri_b).map_err(|_| bad(ErrorKind::BadRequestUri(UriError::BadChar)))?
+    };
     if uri_s.starts_with('<') {
         return Err(bad(ErrorKind::BadRequestUri(UriError::BadChar)));
     }
@@ -377,7 +402,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     if nl - 1 - skip > limits.max_uri_bytes + limits.max_header_bytes {
         return Err(err(ErrorKind::HeaderTooLong));
     }
-    let start = start_line(b, skip, nl - 1, limits)?;
+    let start = start_line(b, skip, nl - 1, !ends.non_ascii_through(nl), limits)?;
 
     // Header index: one pass, spans only.
     let mut headers: Vec<Hdr> = Vec::with_capacity(20);
@@ -409,6 +434,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             let Some(last) = headers.last_mut() else {
                 return Err(err(ErrorKind::BadHeaderLine));
             };
+            // Trimmed again once the folds are spaces (below).
             last.value.end = end as u32;
             folded = true;
         } else {
@@ -431,7 +457,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             headers.push(Hdr {
                 id,
                 name: Span::wire(pos, pos + name_len),
-                value: Span::wire(pos + colon + 1, end),
+                value: trimmed(b, pos + colon + 1, end),
             });
         }
         if end - line_start > limits.max_header_bytes {
@@ -466,15 +492,11 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         // leading CR/LF included) is ASCII, hence valid UTF-8.
         unsafe { std::str::from_utf8_unchecked(&b[..head_end]) }
     };
-    for h in &mut headers {
-        let (mut s, mut e) = (h.value.start as usize, h.value.end as usize);
-        while s < e && is_lws_byte(b[s]) {
-            s += 1;
+    if folded {
+        // Folded values end on their last continuation line: trim anew.
+        for h in &mut headers {
+            h.value = trimmed(b, h.value.start as usize, h.value.end as usize);
         }
-        while e > s && is_lws_byte(b[e - 1]) {
-            e -= 1;
-        }
-        h.value = Span::wire(s, e);
     }
     let text = |sp: Span| -> &str {
         // Spans are on ASCII boundaries of the validated head.
@@ -492,22 +514,18 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     const CTYPE: usize = 6;
     const VIA: usize = 7;
     const EXPIRES: usize = 8;
-    let (callid_id, from_id, to_id, cseq_id, maxf_id, clen_id, ctype_id, via_id, exp_id) = (
-        HeaderName::CallId.id(),
-        HeaderName::From.id(),
-        HeaderName::To.id(),
-        HeaderName::CSeq.id(),
-        HeaderName::MaxForwards.id(),
-        HeaderName::ContentLength.id(),
-        HeaderName::ContentType.id(),
-        HeaderName::Via.id(),
-        HeaderName::Expires.id(),
-    );
-    let (contact_id, route_id, rr_id) = (
-        HeaderName::Contact.id(),
-        HeaderName::Route.id(),
-        HeaderName::RecordRoute.id(),
-    );
+    const CALLID_ID: u8 = HeaderName::CallId.id();
+    const FROM_ID: u8 = HeaderName::From.id();
+    const TO_ID: u8 = HeaderName::To.id();
+    const CSEQ_ID: u8 = HeaderName::CSeq.id();
+    const MAXF_ID: u8 = HeaderName::MaxForwards.id();
+    const CLEN_ID: u8 = HeaderName::ContentLength.id();
+    const CTYPE_ID: u8 = HeaderName::ContentType.id();
+    const VIA_ID: u8 = HeaderName::Via.id();
+    const EXPIRES_ID: u8 = HeaderName::Expires.id();
+    const CONTACT_ID: u8 = HeaderName::Contact.id();
+    const ROUTE_ID: u8 = HeaderName::Route.id();
+    const RR_ID: u8 = HeaderName::RecordRoute.id();
     let (mut n_via, mut n_contact, mut n_route, mut n_rr) = (0usize, 0usize, 0usize, 0usize);
     // Values in a header line, and where the first one ends (its first
     // top-level comma), so the top Via is not searched for twice.
@@ -528,14 +546,14 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     let mut top_via_end = None;
     for (i, h) in headers.iter().enumerate() {
         let slot = match h.id {
-            x if x == callid_id => CALLID,
-            x if x == from_id => FROM,
-            x if x == to_id => TO,
-            x if x == cseq_id => CSEQ,
-            x if x == maxf_id => MAXF,
-            x if x == clen_id => CLEN,
-            x if x == ctype_id => CTYPE,
-            x if x == via_id => {
+            CALLID_ID => CALLID,
+            FROM_ID => FROM,
+            TO_ID => TO,
+            CSEQ_ID => CSEQ,
+            MAXF_ID => MAXF,
+            CLEN_ID => CLEN,
+            CTYPE_ID => CTYPE,
+            VIA_ID => {
                 let (n, first_end) = split_values(text(h.value));
                 if n_via == 0 {
                     top_via_end = first_end;
@@ -546,8 +564,8 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
                 }
                 VIA
             }
-            x if x == exp_id => EXPIRES,
-            x if x == contact_id => {
+            EXPIRES_ID => EXPIRES,
+            CONTACT_ID => {
                 // Counted here, parsed where used (`Message::contacts`, whose
                 // errors the registrar answers with 400): a proxy forwards
                 // the Contact of other requests untouched.
@@ -557,8 +575,8 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
                 }
                 continue;
             }
-            x if x == route_id || x == rr_id => {
-                let n = if x == route_id {
+            x @ (ROUTE_ID | RR_ID) => {
+                let n = if x == ROUTE_ID {
                     &mut n_route
                 } else {
                     &mut n_rr
@@ -590,7 +608,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     let invalid = |name: HeaderName<'static>| move |e| err(ErrorKind::InvalidHeader(name, e));
 
     let call_id = get(CALLID, HeaderName::CallId)?;
-    if call_id.is_empty() || !call_id.bytes().all(|c| CALL_ID[c as usize]) {
+    if call_id.is_empty() || run(call_id.as_bytes(), 0, &CALL_ID) != call_id.len() {
         return Err(err(ErrorKind::InvalidHeader(
             HeaderName::CallId,
             HeaderError::BadNumber,

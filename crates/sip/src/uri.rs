@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::method::is_token_byte;
+use crate::scan::{run, ByteClass};
 
 /// Why a URI was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -200,7 +201,7 @@ pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
     None
 }
 
-static HOST: [bool; 256] = crate::method::byte_table(b"-._");
+pub(crate) static HOST: ByteClass = ByteClass::new(crate::method::byte_table(b"-._"));
 
 /// First `needle` in `hay`. Header lines and values are mostly under 64
 /// bytes, where testing eight bytes at a time beats memchr's call and setup
@@ -230,7 +231,7 @@ pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 /// Length of the leading run of domain/IPv4 characters (alnum, `-._`).
 #[inline]
 pub(crate) fn host_chars(b: &[u8]) -> usize {
-    b.iter().position(|&c| !HOST[c as usize]).unwrap_or(b.len())
+    run(b, 0, &HOST)
 }
 
 #[inline]
@@ -334,33 +335,18 @@ pub fn decoded_eq(a: &str, b: &str, ignore_case: bool) -> bool {
 use crate::method::byte_table;
 
 // RFC 3261 character classes: `unreserved` plus each part's extras.
-static USER: [bool; 256] = byte_table(b"-_.!~*'()&=+$,;?/");
-static PASSWORD: [bool; 256] = byte_table(b"-_.!~*'()&=+$,");
-static PARAM: [bool; 256] = byte_table(b"-_.!~*'()[]/:&+$");
-static HEADER: [bool; 256] = byte_table(b"-_.!~*'()[]/?:+$");
+static USER: ByteClass = ByteClass::new(byte_table(b"-_.!~*'()&=+$,;?/"));
+static PASSWORD: ByteClass = ByteClass::new(byte_table(b"-_.!~*'()&=+$,"));
+static PARAM: ByteClass = ByteClass::new(byte_table(b"-_.!~*'()[]/:&+$"));
+static HEADER: ByteClass = ByteClass::new(byte_table(b"-_.!~*'()[]/?:+$"));
 
 /// Checks every byte is in `table` or is a well-formed `%XX` escape.
-fn check_escaped(s: &str, table: &[bool; 256], err: UriError) -> Result<(), UriError> {
+fn check_escaped(s: &str, table: &ByteClass, err: UriError) -> Result<(), UriError> {
     let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'%' {
-            match (
-                b.get(i + 1).copied().and_then(hexval),
-                b.get(i + 2).copied().and_then(hexval),
-            ) {
-                (Some(_), Some(_)) => i += 3,
-                _ => return Err(UriError::BadEscape),
-            }
-            continue;
-        }
-        if !table[c as usize] {
-            return Err(err);
-        }
-        i += 1;
+    match b.get(escaped_run(b, 0, table)?) {
+        None => Ok(()),
+        Some(_) => Err(err),
     }
-    Ok(())
 }
 
 fn validate_uri_params(s: &str) -> Result<(), UriError> {
@@ -394,23 +380,20 @@ fn validate_uri_params(s: &str) -> Result<(), UriError> {
 
 /// Index of the first byte at or after `i` that is neither in `table` nor
 /// part of a `%XX` escape; a malformed escape is an error.
-fn escaped_run(b: &[u8], mut i: usize, table: &[bool; 256]) -> Result<usize, UriError> {
-    while let Some(&c) = b.get(i) {
-        if table[c as usize] {
-            i += 1;
-        } else if c == b'%' {
-            match (
-                b.get(i + 1).copied().and_then(hexval),
-                b.get(i + 2).copied().and_then(hexval),
-            ) {
-                (Some(_), Some(_)) => i += 3,
-                _ => return Err(UriError::BadEscape),
-            }
-        } else {
-            break;
+fn escaped_run(b: &[u8], mut i: usize, table: &ByteClass) -> Result<usize, UriError> {
+    loop {
+        i = run(b, i, table);
+        if b.get(i) != Some(&b'%') {
+            return Ok(i);
+        }
+        match (
+            b.get(i + 1).copied().and_then(hexval),
+            b.get(i + 2).copied().and_then(hexval),
+        ) {
+            (Some(_), Some(_)) => i += 3,
+            _ => return Err(UriError::BadEscape),
         }
     }
-    Ok(i)
 }
 
 /// A `sip:` or `sips:` URI.
