@@ -90,6 +90,8 @@ pub struct Message {
     pub(crate) from_tag: Option<Span>,
     pub(crate) to_tag: Option<Span>,
     pub(crate) branch: Option<Span>,
+    pub(crate) call_id: Span,
+    pub(crate) max_forwards: Option<u8>,
     pub(crate) limits: Limits,
 }
 
@@ -265,7 +267,7 @@ impl Message {
 
     /// Call-ID (mandatory, validated at parse time).
     pub fn call_id(&self) -> &str {
-        self.header(HeaderName::CallId).unwrap_or("")
+        self.text(self.call_id)
     }
 
     /// CSeq (mandatory, validated at parse time).
@@ -323,6 +325,14 @@ impl Message {
         {
             self.cseq = c;
         }
+        self.call_id = self
+            .header(HeaderName::CallId)
+            .and_then(|v| self.locate(v))
+            .unwrap_or(Span::wire(0, 0));
+        self.max_forwards = self
+            .header(HeaderName::MaxForwards)
+            .and_then(|v| parse_u32(v).ok())
+            .and_then(|v| u8::try_from(v).ok());
     }
 
     /// Topmost Via value (validated at parse time).
@@ -340,8 +350,7 @@ impl Message {
 
     /// Max-Forwards (validated 0..=255 at parse time); `None` when absent.
     pub fn max_forwards(&self) -> Option<u32> {
-        self.header(HeaderName::MaxForwards)
-            .and_then(|v| parse_u32(v).ok())
+        self.max_forwards.map(u32::from)
     }
 
     /// Expires header (validated to fit u32 at parse time).
@@ -462,7 +471,12 @@ impl Message {
     fn after_edit(&mut self, name: HeaderName<'_>) {
         if matches!(
             name,
-            HeaderName::CSeq | HeaderName::From | HeaderName::To | HeaderName::Via
+            HeaderName::CSeq
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::Via
+                | HeaderName::CallId
+                | HeaderName::MaxForwards
         ) {
             self.refresh_cache();
         }
@@ -1033,6 +1047,13 @@ Content-Length: 4\r\n\r\nv=0\n";
             .unwrap();
         assert!(m.remove_first(HeaderName::Route).unwrap());
         m.set_header(HeaderName::MaxForwards, "69").unwrap();
+        // Cached values follow the edits.
+        assert_eq!(m.max_forwards(), Some(69));
+        let call_id = m.call_id().to_string();
+        m.set_header(HeaderName::CallId, "new-call@example.com")
+            .unwrap();
+        assert_eq!(m.call_id(), "new-call@example.com");
+        m.set_header(HeaderName::CallId, &call_id).unwrap();
         assert_eq!(m.top_via_branch(), Some("z9hG4bKp"));
         m.set_header(HeaderName::To, "Bob <sip:bob@biloxi.example.com>;tag=xyz")
             .unwrap();

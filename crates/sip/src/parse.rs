@@ -229,7 +229,7 @@ pub fn frame_stream(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseE
     if cur_is_cl {
         finish_cl(&mut cl, cl_text_start, cl_text_end)?;
     }
-    let cl = cl.ok_or(err(ErrorKind::MissingContentLength))? as usize;
+    let cl = cl.ok_or_else(|| err(ErrorKind::MissingContentLength))? as usize;
     if cl > limits.max_body_bytes {
         return Err(err(ErrorKind::BodyTooLarge));
     }
@@ -244,7 +244,7 @@ pub fn frame_stream(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseE
 pub(crate) static CALL_ID: ByteClass =
     ByteClass::new(crate::method::byte_table(b"-.!%*_+`'~()<>:\\\"/[]?{}@"));
 
-#[inline]
+#[inline(always)]
 fn trim_ws_end(b: &[u8]) -> &[u8] {
     let mut e = b.len();
     while e > 0 && matches!(b[e - 1], b' ' | b'\t') {
@@ -254,7 +254,7 @@ fn trim_ws_end(b: &[u8]) -> &[u8] {
 }
 
 /// The span of `b[s..e]` without the SP/HTAB around it.
-#[inline]
+#[inline(always)]
 fn trimmed(b: &[u8], mut s: usize, mut e: usize) -> Span {
     while s < e && is_lws_byte(b[s]) {
         s += 1;
@@ -328,7 +328,7 @@ fn start_line(
         return Err(ParseError::NotSip);
     }
     let rest = &line[sp1 + 1..];
-    let sp2 = find_byte(b' ', rest).ok_or(bad(ErrorKind::BadStartLine))?;
+    let sp2 = find_byte(b' ', rest).ok_or_else(|| bad(ErrorKind::BadStartLine))?;
     let uri_b = &rest[..sp2];
     let version = &rest[sp2 + 1..];
     // Exactly one SP between elements and none trailing (RFC 4475 lwsstart,
@@ -394,7 +394,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     }
     // Start line.
     let mut ends = LineEnds::new(b, skip);
-    let nl = ends.next().ok_or(err(ErrorKind::Truncated))?;
+    let nl = ends.next().ok_or_else(|| err(ErrorKind::Truncated))?;
     let mut last_nl = nl;
     if nl == skip || b[nl - 1] != b'\r' {
         return Err(err(ErrorKind::BadStartLine));
@@ -603,11 +603,12 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         headers
             .get(first[slot])
             .map(|h| text(h.value))
-            .ok_or(err(ErrorKind::MissingHeader(name)))
+            .ok_or_else(|| err(ErrorKind::MissingHeader(name)))
     };
     let invalid = |name: HeaderName<'static>| move |e| err(ErrorKind::InvalidHeader(name, e));
 
     let call_id = get(CALLID, HeaderName::CallId)?;
+    let call_id_span = headers[first[CALLID]].value;
     if call_id.is_empty() || run(call_id.as_bytes(), 0, &CALL_ID) != call_id.len() {
         return Err(err(ErrorKind::InvalidHeader(
             HeaderName::CallId,
@@ -627,13 +628,16 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     let top_via = trim_lws(top_via_end.map_or(top_via, |e| &top_via[..e]));
     let (_, branch) = Via::parse_with_branch(top_via).map_err(invalid(HeaderName::Via))?;
     let branch = branch.and_then(|b| offset_span(head, b, false));
+    let mut max_forwards = None;
     if let Ok(mf) = get(MAXF, HeaderName::MaxForwards) {
-        if parse_u32(mf).map_err(invalid(HeaderName::MaxForwards))? > 255 {
+        let v = parse_u32(mf).map_err(invalid(HeaderName::MaxForwards))?;
+        if v > 255 {
             return Err(err(ErrorKind::InvalidHeader(
                 HeaderName::MaxForwards,
                 HeaderError::OutOfRange,
             )));
         }
+        max_forwards = Some(v as u8);
     }
     if let Ok(ex) = get(EXPIRES, HeaderName::Expires) {
         parse_u32(ex).map_err(invalid(HeaderName::Expires))?;
@@ -672,6 +676,8 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         from_tag,
         to_tag,
         branch,
+        call_id: call_id_span,
+        max_forwards,
         limits: limits.clone(),
     })
 }

@@ -43,6 +43,70 @@ impl ByteClass {
     }
 }
 
+/// First `needle` in `hay`. Header lines and values are mostly under 64
+/// bytes, where a 16-byte compare (SSE2) or an 8-byte one (SWAR) beats
+/// memchr's call and setup; longer input goes on with memchr.
+#[inline]
+pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if hay.len() >= 16 {
+        return find_byte_sse2(needle, hay);
+    }
+    find_byte_swar(needle, hay)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn find_byte_sse2(needle: u8, hay: &[u8]) -> Option<usize> {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    // Bits of the 16 bytes at `at` equal to `needle`.
+    let hits = |at: usize| -> u32 {
+        // SAFETY: SSE2 is part of the x86_64 baseline; callers keep
+        // `at + 16 <= hay.len()` and the load needs no alignment.
+        unsafe {
+            let v = _mm_loadu_si128(hay.as_ptr().add(at).cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(needle as i8))) as u32
+        }
+    };
+    let mut i = 0;
+    while i < 64 && i + 16 <= hay.len() {
+        let m = hits(i);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    if i < 64 {
+        // Under 16 bytes left: the last 16 of `hay`, minus those checked.
+        let last = hay.len() - 16;
+        let m = hits(last) >> (i - last);
+        return (m != 0).then(|| i + m.trailing_zeros() as usize);
+    }
+    memchr::memchr(needle, &hay[i..]).map(|p| i + p)
+}
+
+fn find_byte_swar(needle: u8, hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut i = 0;
+    while i < 64 {
+        let Some(w) = hay.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
+            return hay[i..].iter().position(|&c| c == needle).map(|p| i + p);
+        };
+        // The "has zero byte" test on `w ^ pattern`: the lowest flagged byte
+        // is exactly the first match (borrows only flag bytes above it).
+        let x = u64::from_le_bytes(w) ^ pattern;
+        let t = x.wrapping_sub(LO) & !x & HI;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr::memchr(needle, &hay[i..]).map(|p| i + p)
+}
+
 /// The end of the run of `class` bytes in `b` that starts at `i` (`i`
 /// itself when `b[i]` is not a member or `i` is past the end).
 #[inline]
@@ -299,6 +363,19 @@ mod tests {
                     got.push(p);
                 }
                 assert_eq!(got, reference(&b, from), "n={n} from={from}");
+            }
+        }
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for n in 0..200 {
+            let b = rnd_bytes(&mut seed, n);
+            for needle in [b'\n', b'\r', b'a', 0x80, b'z'] {
+                let want = b.iter().position(|&c| c == needle);
+                assert_eq!(find_byte(needle, &b), want, "n={n}");
+                assert_eq!(find_byte_swar(needle, &b), want, "n={n}");
             }
         }
     }

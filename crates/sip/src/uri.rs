@@ -203,30 +203,7 @@ pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
 
 pub(crate) static HOST: ByteClass = ByteClass::new(crate::method::byte_table(b"-._"));
 
-/// First `needle` in `hay`. Header lines and values are mostly under 64
-/// bytes, where testing eight bytes at a time beats memchr's call and setup
-/// overhead; longer input goes to memchr.
-#[inline]
-pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(needle);
-    let mut i = 0;
-    while i < 64 {
-        let Some(w) = hay.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
-            return hay[i..].iter().position(|&c| c == needle).map(|p| i + p);
-        };
-        // The "has zero byte" test on `w ^ pattern`: the lowest flagged byte
-        // is exactly the first match (borrows only flag bytes above it).
-        let x = u64::from_le_bytes(w) ^ pattern;
-        let t = x.wrapping_sub(LO) & !x & HI;
-        if t != 0 {
-            return Some(i + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    memchr::memchr(needle, &hay[i..]).map(|p| i + p)
-}
+pub(crate) use crate::scan::find_byte;
 
 /// Length of the leading run of domain/IPv4 characters (alnum, `-._`).
 #[inline]
@@ -526,6 +503,14 @@ impl<'a> Uri<'a> {
         if s.len() > max_len {
             return Err(UriError::TooLong);
         }
+        if let Some(u) = SipUri::parse_plain(s) {
+            return Ok(Uri::Sip(u));
+        }
+        Uri::parse_general(s)
+    }
+
+    /// [`Uri::parse_bounded`] after the emptiness and length checks.
+    pub(crate) fn parse_general(s: &'a str) -> Result<Uri<'a>, UriError> {
         let colon = find_byte(b':', s.as_bytes()).ok_or(UriError::BadScheme)?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
@@ -612,6 +597,61 @@ fn tel_params_eq(a: &Params<'_>, b: &Params<'_>) -> bool {
         }
     }
     mine == theirs.len()
+}
+
+impl<'a> SipUri<'a> {
+    /// The SIP URI phones write, in one pass: `sip:` or `sips:` (any case),
+    /// an optional user of plain user characters and `@`, a domain or IPv4
+    /// host, an optional port and `;name[=value]` parameters. Anything else
+    /// (escapes, a password, IPv6, `?headers`, errors) is `None`, left to
+    /// [`Uri::parse_general`], which accepts what this does, alike (tested).
+    pub(crate) fn parse_plain(s: &'a str) -> Option<SipUri<'a>> {
+        let b = s.as_bytes();
+        let (secure, mut i) = match b.get(..5) {
+            Some(p) if p[..4].eq_ignore_ascii_case(b"sip:") => (false, 4),
+            Some(p) if p.eq_ignore_ascii_case(b"sips:") => (true, 5),
+            _ => return None,
+        };
+        // USER holds neither `@` nor `:` nor `%`: a run that stops at `@`
+        // ends the user part; one that stops anywhere else before the end
+        // might be a password or an escape.
+        let u = run(b, i, &USER);
+        let user = match b.get(u) {
+            Some(b'@') if u > i => {
+                let user = &s[i..u];
+                i = u + 1;
+                Some(user)
+            }
+            None => None,
+            Some(_) if find_byte(b'@', &b[i..]).is_none() => None,
+            Some(_) => return None,
+        };
+        let h = run(b, i, &HOST);
+        let host = Host::parse_checked(&s[i..h]).ok()?;
+        i = h;
+        let mut port = None;
+        if b.get(i) == Some(&b':') {
+            let p = i + 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            port = Some(parse_port(&s[i + 1..p]).ok()?);
+            i = p;
+        }
+        let params = &s[i..];
+        if !params.is_empty() {
+            // PARAM holds no `?`: `?headers` fail here and go the long way.
+            if b[i] != b';' || validate_uri_params(params).is_err() {
+                return None;
+            }
+        }
+        Some(SipUri {
+            secure,
+            user,
+            password: None,
+            host,
+            port,
+            params: Params(params),
+            headers: None,
+        })
+    }
 }
 
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
