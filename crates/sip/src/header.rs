@@ -571,7 +571,8 @@ fn plain_params<'a>(
             value = Some(&s[vs..i]);
         }
         let name = &b[ns..ne];
-        if name.is_empty() || value == Some("") || name.contains(&b'%') {
+        // (A byte loop: `contains` on bytes is a memchr call.)
+        if name.is_empty() || value == Some("") || name.iter().any(|&c| c == b'%') {
             return None;
         }
         each(name, value)?;
@@ -700,6 +701,13 @@ impl<'a> Via<'a> {
 
     /// [`Via::parse`] that also returns [`Via::branch`], found while the
     /// parameters are validated (the parser caches it for every message).
+    /// Validates a Via value and returns its branch: the parser's check of
+    /// the top Via, which needs nothing else from it.
+    pub(crate) fn check_branch(s: &'a str) -> Result<Option<&'a str>, HeaderError> {
+        Via::parse_with_branch(s).map(|(_, b)| b)
+    }
+
+    #[inline(always)]
     pub(crate) fn parse_with_branch(s: &'a str) -> Result<(Via<'a>, Option<&'a str>), HeaderError> {
         if let Some(v) = Via::parse_plain(s) {
             return Ok(v);
@@ -712,9 +720,10 @@ impl<'a> Via<'a> {
     /// escapes, no IPv6 reference. Anything else is `None`, left to
     /// [`Via::parse_general`]; what this accepts, that accepts alike
     /// (tested on mutated input).
+    #[inline(always)]
     fn parse_plain(s: &'a str) -> Option<(Via<'a>, Option<&'a str>)> {
         let b = s.as_bytes();
-        if !b.get(..8)?.eq_ignore_ascii_case(b"SIP/2.0/") {
+        if !crate::scan::starts_with_folded(b, b"sip/2.0/") {
             return None;
         }
         let tend = run(b, 8, &crate::method::TOKEN);
@@ -937,6 +946,13 @@ impl<'a> NameAddr<'a> {
 
     /// [`NameAddr::parse_bounded`] that also returns [`NameAddr::tag`],
     /// found while the parameters are validated.
+    /// Validates a From or To value and returns its tag: the parser's
+    /// check, which needs nothing else from it.
+    pub(crate) fn check_tagged(s: &'a str, max_uri: usize) -> Result<Option<&'a str>, HeaderError> {
+        NameAddr::parse_tagged(s, max_uri).map(|(_, t)| t)
+    }
+
+    #[inline(always)]
     pub(crate) fn parse_tagged(
         s: &'a str,
         max_uri: usize,

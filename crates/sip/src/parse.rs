@@ -616,17 +616,17 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         )));
     }
     let from = get(FROM, HeaderName::From)?;
-    let (_, from_tag) =
-        NameAddr::parse_tagged(from, limits.max_uri_bytes).map_err(invalid(HeaderName::From))?;
+    let from_tag =
+        NameAddr::check_tagged(from, limits.max_uri_bytes).map_err(invalid(HeaderName::From))?;
     let from_tag = from_tag.and_then(|t| offset_span(head, t, false));
     let to = get(TO, HeaderName::To)?;
-    let (_, to_tag) =
-        NameAddr::parse_tagged(to, limits.max_uri_bytes).map_err(invalid(HeaderName::To))?;
+    let to_tag =
+        NameAddr::check_tagged(to, limits.max_uri_bytes).map_err(invalid(HeaderName::To))?;
     let to_tag = to_tag.and_then(|t| offset_span(head, t, false));
     let cseq = CSeq::parse(get(CSEQ, HeaderName::CSeq)?).map_err(invalid(HeaderName::CSeq))?;
     let top_via = get(VIA, HeaderName::Via)?;
     let top_via = trim_lws(top_via_end.map_or(top_via, |e| &top_via[..e]));
-    let (_, branch) = Via::parse_with_branch(top_via).map_err(invalid(HeaderName::Via))?;
+    let branch = Via::check_branch(top_via).map_err(invalid(HeaderName::Via))?;
     let branch = branch.and_then(|b| offset_span(head, b, false));
     let mut max_forwards = None;
     if let Ok(mf) = get(MAXF, HeaderName::MaxForwards) {

@@ -43,6 +43,27 @@ impl ByteClass {
     }
 }
 
+/// Whether `b` starts with `lower` (at most 8 bytes, ASCII), letters in
+/// either case: one word compare. `x | 0x20 == l` holds exactly for `x` in
+/// `{l, l - 32}` when `l` is a lowercase letter, so only letters fold.
+#[inline]
+pub(crate) fn starts_with_folded(b: &[u8], lower: &[u8]) -> bool {
+    let n = lower.len();
+    if n > 8 || b.len() < n {
+        return false;
+    }
+    let (mut want, mut fold) = (0u64, 0u64);
+    for (k, &c) in lower.iter().enumerate() {
+        want |= u64::from(c) << (8 * k);
+        if c.is_ascii_lowercase() {
+            fold |= 0x20 << (8 * k);
+        }
+    }
+    let mut got = [0u8; 8];
+    got[..n].copy_from_slice(&b[..n]);
+    (u64::from_le_bytes(got) | fold) == want
+}
+
 /// First `needle` in `hay`. Header lines and values are mostly under 64
 /// bytes, where a 16-byte compare (SSE2) or an 8-byte one (SWAR) beats
 /// memchr's call and setup; longer input goes on with memchr.
@@ -364,6 +385,26 @@ mod tests {
                 }
                 assert_eq!(got, reference(&b, from), "n={n} from={from}");
             }
+        }
+    }
+
+    #[test]
+    fn folded_prefix_is_eq_ignore_ascii_case() {
+        for lower in [&b"sip/2.0/"[..], b"sip:", b"sips:"] {
+            let n = lower.len();
+            for at in 0..n {
+                for c in 0..=255u8 {
+                    let mut b = lower.to_vec();
+                    b[at] = c;
+                    b.push(b'x');
+                    assert_eq!(
+                        starts_with_folded(&b, lower),
+                        b[..n].eq_ignore_ascii_case(lower),
+                        "{b:?}"
+                    );
+                }
+            }
+            assert!(!starts_with_folded(&lower[..n - 1], lower));
         }
     }
 

@@ -496,6 +496,7 @@ impl<'a> Uri<'a> {
     }
 
     /// Parses a URI of at most `max_len` bytes. No LWS is allowed anywhere.
+    #[inline]
     pub fn parse_bounded(s: &'a str, max_len: usize) -> Result<Uri<'a>, UriError> {
         if s.is_empty() {
             return Err(UriError::Empty);
@@ -605,12 +606,17 @@ impl<'a> SipUri<'a> {
     /// host, an optional port and `;name[=value]` parameters. Anything else
     /// (escapes, a password, IPv6, `?headers`, errors) is `None`, left to
     /// [`Uri::parse_general`], which accepts what this does, alike (tested).
+    #[inline(always)]
     pub(crate) fn parse_plain(s: &'a str) -> Option<SipUri<'a>> {
         let b = s.as_bytes();
-        let (secure, mut i) = match b.get(..5) {
-            Some(p) if p[..4].eq_ignore_ascii_case(b"sip:") => (false, 4),
-            Some(p) if p.eq_ignore_ascii_case(b"sips:") => (true, 5),
-            _ => return None,
+        let (secure, mut i) = if b.len() < 5 {
+            return None;
+        } else if crate::scan::starts_with_folded(b, b"sip:") {
+            (false, 4)
+        } else if crate::scan::starts_with_folded(b, b"sips:") {
+            (true, 5)
+        } else {
+            return None;
         };
         // USER holds neither `@` nor `:` nor `%`: a run that stops at `@`
         // ends the user part; one that stops anywhere else before the end
@@ -799,7 +805,7 @@ impl fmt::Display for SipUri<'_> {
 
 /// True when `s` is a token (RFC 3261), re-exported for header code.
 pub(crate) fn token_ok(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token_byte)
+    !s.is_empty() && run(s.as_bytes(), 0, &crate::method::TOKEN) == s.len()
 }
 
 #[cfg(test)]
