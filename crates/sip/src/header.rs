@@ -571,8 +571,8 @@ fn plain_params<'a>(
             value = Some(&s[vs..i]);
         }
         let name = &b[ns..ne];
-        // (A byte loop: `contains` on bytes is a memchr call.)
-        if name.is_empty() || value == Some("") || name.iter().any(|&c| c == b'%') {
+        // (`find_byte`: `contains` on bytes is a memchr call.)
+        if name.is_empty() || value == Some("") || crate::scan::find_byte(b'%', name).is_some() {
             return None;
         }
         each(name, value)?;

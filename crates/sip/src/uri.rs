@@ -7,7 +7,6 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::method::is_token_byte;
 use crate::scan::{run, ByteClass};
 
 /// Why a URI was refused.
