@@ -541,6 +541,12 @@ static ADDR_SPEC: ByteClass = ByteClass::new({
 /// LWS as [`is_lws`] sees it.
 static LWS: ByteClass = ByteClass::new(with_lws([false; 256]));
 
+/// A plain parameter name against a lowercase one, in either case.
+#[inline]
+fn name_is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && crate::scan::starts_with_folded(name, lower)
+}
+
 /// Header parameters as phones write them: `*(";" token ["=" value])` with
 /// no LWS, no quotes, no empty value and no escape in a name (which might
 /// decode to a name the caller looks for). Calls `each` with every name and
@@ -557,7 +563,8 @@ fn plain_params<'a>(
             return None;
         }
         let ns = i + 1;
-        let ne = run(b, ns, &crate::method::TOKEN);
+        // A name stopped by `%` is escaped: not plain.
+        let ne = run(b, ns, &TOKEN_UNESCAPED);
         i = ne;
         let mut value = None;
         if b.get(i) == Some(&b'=') {
@@ -565,15 +572,16 @@ fn plain_params<'a>(
             i = run(b, vs, &PARAM_VALUE);
             value = Some(&s[vs..i]);
         }
-        let name = &b[ns..ne];
-        // (`find_byte`: `contains` on bytes is a memchr call.)
-        if name.is_empty() || value == Some("") || crate::scan::find_byte(b'%', name).is_some() {
+        if ne == ns || value == Some("") || b.get(ne) == Some(&b'%') {
             return None;
         }
-        each(name, value)?;
+        each(&b[ns..ne], value)?;
     }
     Some(())
 }
+
+/// Token bytes but `%`.
+static TOKEN_UNESCAPED: ByteClass = ByteClass::new(crate::method::byte_table(b"-.!*_+`'~"));
 
 /// Unquoted parameter value bytes: token plus the IPv6 reference characters.
 static PARAM_VALUE: ByteClass = ByteClass::new(crate::method::byte_table(b"-.!%*_+`'~[]:"));
@@ -737,18 +745,18 @@ impl<'a> Via<'a> {
         let params = &s[i..];
         let (mut branch, mut rport) = (None, false);
         plain_params(params, |name, value| {
-            if name.eq_ignore_ascii_case(b"branch") {
+            if name_is(name, b"branch") {
                 if branch.is_none() {
                     branch = Some(value.filter(|v| token_ok(v))?);
                 }
-            } else if name.eq_ignore_ascii_case(b"rport") {
+            } else if name_is(name, b"rport") {
                 if !rport {
                     rport = true;
                     if let Some(v) = value {
                         parse_port(v).ok()?;
                     }
                 }
-            } else if name.eq_ignore_ascii_case(b"ttl") {
+            } else if name_is(name, b"ttl") {
                 // Rare: its range check is left to the general path.
                 return None;
             }
@@ -904,7 +912,7 @@ fn trim_lws_start(s: &str) -> &str {
 fn tagged_params(s: &str) -> Result<(Params<'_>, Option<&str>), HeaderError> {
     let mut tag = None;
     let plain = plain_params(s, |name, value| {
-        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+        if tag.is_none() && name_is(name, b"tag") {
             tag = Some(value);
         }
         Some(())

@@ -419,6 +419,19 @@ mod tests {
                 assert_eq!(find_byte_swar(needle, &b), want, "n={n}");
             }
         }
+        // One needle at every place (or none) in haystacks of every length
+        // around the 16-byte steps and the hand-over to memchr at 64.
+        for n in 0..300usize {
+            for at in (0..=n).step_by(7).chain([n.saturating_sub(1), n]) {
+                let mut b = vec![b'x'; n];
+                if at < n {
+                    b[at] = b':';
+                }
+                let want = (at < n).then_some(at);
+                assert_eq!(find_byte(b':', &b), want, "n={n} at={at}");
+                assert_eq!(find_byte_swar(b':', &b), want, "n={n} at={at}");
+            }
+        }
     }
 
     #[test]
