@@ -219,6 +219,12 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 pub(crate) fn trim_lws(s: &str) -> &str {
     let b = s.as_bytes();
+    // Values reach here trimmed already, mostly: then nothing to slice.
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if !is_lws(f) && !is_lws(l) => return s,
+        (None, _) => return s,
+        _ => {}
+    }
     let mut i = 0;
     let mut j = b.len();
     while i < j && is_lws(b[i]) {
