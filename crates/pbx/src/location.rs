@@ -212,10 +212,10 @@ pub fn contact_key(uri: &str) -> String {
                 key.extend(sip::uri::decoded(user).map(char::from));
             }
             key.push('@');
-            key.push_str(&s.host.to_string().to_ascii_lowercase());
+            s.host.push_lower(&mut key);
             if let Some(p) = s.port {
                 key.push(':');
-                key.push_str(&p.to_string());
+                key.push_str(sip::message::decimal(u32::from(p), &mut [0; 10]));
             }
             key
         }
@@ -235,6 +235,23 @@ pub fn contact_uri_eq(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
     use crate::io::Transport;
+
+    #[test]
+    fn contact_keys_fold_what_uri_comparison_folds() {
+        for (uri, key) in [
+            (
+                "sip:Alice@192.0.2.4:5060;transport=udp",
+                "Alice@192.0.2.4:5060",
+            ),
+            ("sip:al%69ce@PC.Example.COM", "alice@pc.example.com"),
+            ("sips:bob@[2001:db8::1]:5061", "bob@[2001:db8::1]:5061"),
+            ("sip:10.0.0.255:65535", "@10.0.0.255:65535"),
+            ("sip:0.0.0.0:0", "@0.0.0.0:0"),
+            ("<not a uri>", "<not a uri>"),
+        ] {
+            assert_eq!(contact_key(uri), key, "{uri}");
+        }
+    }
 
     fn binding(contact: &str, expires_at: u64) -> Binding {
         let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();

@@ -16,11 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 pub const BRANCH_PREFIX: &str = "z9hG4bKhl";
 
 pub fn host_str(h: &Host<'_>) -> String {
-    match h {
-        Host::Domain(d) => d.to_ascii_lowercase(),
-        Host::Ipv4(a) => a.to_string(),
-        Host::Ipv6(a) => format!("[{a}]"),
-    }
+    let mut s = String::with_capacity(24);
+    h.push_lower(&mut s);
+    s
 }
 
 fn host_ip(h: &Host<'_>) -> Option<IpAddr> {

@@ -672,6 +672,15 @@ impl<'a> Challenge<'a> {
 /// configuration (realm) should be validated before it gets here.
 fn push_quoted(out: &mut String, s: &str) {
     out.push('"');
+    // Nonces, realms and user names need no escaping: copy them whole.
+    if !s
+        .bytes()
+        .any(|c| c == b'"' || c == b'\\' || (c.is_ascii_control() && c != b'\t'))
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' | '\\' => {
@@ -807,10 +816,9 @@ const NONCE_DOMAIN: &[u8] = b"hardline digest nonce v1";
 /// (realm via HA1) and checked by [`Verifier`] policy.
 #[derive(Clone)]
 pub struct NonceGen {
-    /// Secret zero-padded to the SHA-256 block size; HMAC pads short keys
-    /// the same way, so this equals HMAC keyed with the 32-byte secret but
-    /// lets us use the infallible constructor.
-    key: [u8; 64],
+    /// HMAC keyed with the secret, the domain string already absorbed: each
+    /// tag clones it, so the key's pad blocks are not hashed per nonce.
+    keyed: Hmac<Sha256>,
     lifetime: u64,
     max_skew: u64,
 }
@@ -835,10 +843,15 @@ impl NonceGen {
     /// `secret`: 32 random bytes, shared by every node that must accept the
     /// others' nonces; rotating it invalidates outstanding nonces.
     pub fn new(secret: [u8; 32]) -> Self {
+        // The secret zero-padded to the SHA-256 block size; HMAC pads short
+        // keys the same way, so this equals HMAC keyed with the 32-byte
+        // secret but lets us use the infallible constructor.
         let mut key = [0u8; 64];
         key[..32].copy_from_slice(&secret);
+        let mut keyed = <Hmac<Sha256> as KeyInit>::new(&GenericArray::from(key));
+        Mac::update(&mut keyed, NONCE_DOMAIN);
         NonceGen {
-            key,
+            keyed,
             lifetime: Self::DEFAULT_LIFETIME,
             max_skew: Self::DEFAULT_MAX_SKEW,
         }
@@ -859,8 +872,7 @@ impl NonceGen {
     }
 
     fn tag(&self, body: &[u8]) -> [u8; NONCE_MAC_LEN] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new(&GenericArray::from(self.key));
-        Mac::update(&mut mac, NONCE_DOMAIN);
+        let mut mac = self.keyed.clone();
         Mac::update(&mut mac, body);
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; NONCE_MAC_LEN];

@@ -711,9 +711,13 @@ impl HeaderName<'_> {
 }
 
 pub(crate) fn push_u32(out: &mut Vec<u8>, v: u32) {
-    let mut buf = [0u8; 10];
+    out.extend_from_slice(decimal(v, &mut [0; 10]).as_bytes());
+}
+
+/// `v` in decimal, written into `buf`: for hot paths where `Display` and
+/// its formatting machinery cost more than the text.
+pub fn decimal(mut v: u32, buf: &mut [u8; 10]) -> &str {
     let mut i = buf.len();
-    let mut v = v;
     loop {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
@@ -722,7 +726,8 @@ pub(crate) fn push_u32(out: &mut Vec<u8>, v: u32) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// Why a builder could not produce a message.

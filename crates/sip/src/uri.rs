@@ -98,6 +98,30 @@ impl Host<'_> {
     }
 }
 
+impl Host<'_> {
+    /// Appends the host in the form it compares by: a domain in lower case,
+    /// an address as canonical text (IPv6 in brackets). By hand for
+    /// domains and IPv4, since registrations and routing do this per
+    /// message and the formatting machinery costs more than the text.
+    pub fn push_lower(&self, out: &mut String) {
+        match self {
+            Host::Domain(d) => out.extend(d.chars().map(|c| c.to_ascii_lowercase())),
+            Host::Ipv4(a) => {
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    out.push_str(crate::message::decimal(u32::from(o), &mut [0; 10]));
+                }
+            }
+            Host::Ipv6(a) => {
+                use std::fmt::Write;
+                let _ = write!(out, "[{a}]");
+            }
+        }
+    }
+}
+
 impl fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
