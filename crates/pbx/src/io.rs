@@ -64,11 +64,28 @@ pub struct Flow {
 impl Flow {
     /// Textual form stored with a registration, e.g. `udp:203.0.113.5:5060`.
     pub fn remote_string(&self) -> String {
-        format!("{}:{}", self.transport, self.remote)
+        transport_addr_string(self.transport, self.remote)
     }
 
     pub fn local_string(&self) -> String {
-        format!("{}:{}", self.transport, self.local)
+        transport_addr_string(self.transport, self.local)
+    }
+}
+
+/// `udp:1.2.3.4:5060` (what [`parse_transport_addr`] reads), IPv4 by hand:
+/// every registration stores two of these, and `format!` costs more.
+fn transport_addr_string(t: Transport, a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => {
+            let mut s = String::with_capacity(26);
+            s.push_str(t.param());
+            s.push(':');
+            sip::uri::Host::Ipv4(*v4.ip()).push_lower(&mut s);
+            s.push(':');
+            s.push_str(sip::message::decimal(u32::from(v4.port()), &mut [0; 10]));
+            s
+        }
+        SocketAddr::V6(_) => format!("{t}:{a}"),
     }
 }
 
@@ -91,4 +108,24 @@ pub struct Transmit {
 pub struct Now {
     pub mono: Instant,
     pub unix: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_addr_strings_round_trip() {
+        for (t, a) in [
+            (Transport::Udp, "192.0.2.4:5060"),
+            (Transport::Tcp, "0.0.0.0:0"),
+            (Transport::Udp, "255.255.255.255:65535"),
+            (Transport::Tcp, "[2001:db8::1]:5061"),
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            let s = transport_addr_string(t, a);
+            assert_eq!(s, format!("{t}:{a}"));
+            assert_eq!(parse_transport_addr(&s), Some((t, a)));
+        }
+    }
 }
