@@ -360,12 +360,16 @@ fn start_line(
     if uri_s.starts_with('<') {
         return Err(bad(ErrorKind::BadRequestUri(UriError::BadChar)));
     }
-    match Uri::parse_bounded(uri_s, limits.max_uri_bytes) {
-        Ok(Uri::Sip(u)) if u.headers.is_some() => {
-            return Err(bad(ErrorKind::BadRequestUri(UriError::BadHeaders)))
+    // A plain SIP URI (no `?headers`, nothing to refuse) need not be built.
+    let plain = uri_s.len() <= limits.max_uri_bytes && crate::uri::SipUri::is_plain(uri_s);
+    if !plain {
+        match Uri::parse_bounded(uri_s, limits.max_uri_bytes) {
+            Ok(Uri::Sip(u)) if u.headers.is_some() => {
+                return Err(bad(ErrorKind::BadRequestUri(UriError::BadHeaders)))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(bad(ErrorKind::BadRequestUri(e))),
         }
-        Ok(_) => {}
-        Err(e) => return Err(bad(ErrorKind::BadRequestUri(e))),
     }
     let method = Method::parse_token(method).ok_or(ParseError::NotSip)?;
     let us = s + sp1 + 1;

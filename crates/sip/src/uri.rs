@@ -630,6 +630,13 @@ fn tel_params_eq(a: &Params<'_>, b: &Params<'_>) -> bool {
 }
 
 impl<'a> SipUri<'a> {
+    /// Whether `s` is a SIP URI of the plain form [`SipUri::parse_plain`]
+    /// takes, without building it: the parser's check of the URIs it only
+    /// validates.
+    pub(crate) fn is_plain(s: &'a str) -> bool {
+        SipUri::parse_plain(s).is_some()
+    }
+
     /// The SIP URI phones write, in one pass: `sip:` or `sips:` (any case),
     /// an optional user of plain user characters and `@`, a domain or IPv4
     /// host, an optional port and `;name[=value]` parameters. Anything else
