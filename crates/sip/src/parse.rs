@@ -503,8 +503,14 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         }
     }
     let text = |sp: Span| -> &str {
-        // Spans are on ASCII boundaries of the validated head.
-        head.get(sp.start as usize..sp.end as usize).unwrap_or("")
+        let (s, e) = (sp.start as usize, sp.end as usize);
+        if non_ascii || s > e || e > head.len() {
+            // Spans are on ASCII boundaries of the validated head.
+            return head.get(s..e).unwrap_or("");
+        }
+        // SAFETY: in bounds (checked above), and an all-ASCII head has a
+        // char boundary at every index.
+        unsafe { head.get_unchecked(s..e) }
     };
 
     // Duplicates, counts and the positions of the headers checked eagerly.
