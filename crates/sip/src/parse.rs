@@ -514,7 +514,8 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     };
 
     // Duplicates, counts and the positions of the headers checked eagerly.
-    let mut first = [usize::MAX; 9];
+    // The value of the first line of each eagerly checked header.
+    let mut first: [Option<Span>; 9] = [None; 9];
     const CALLID: usize = 0;
     const FROM: usize = 1;
     const TO: usize = 2;
@@ -554,7 +555,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     };
     let count_values = |v: &str| split_values(v).0;
     let mut top_via_end = None;
-    for (i, h) in headers.iter().enumerate() {
+    for h in &headers {
         let slot = match h.id {
             CALLID_ID => CALLID,
             FROM_ID => FROM,
@@ -600,25 +601,24 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
             }
             _ => continue,
         };
-        if first[slot] != usize::MAX {
+        if first[slot].is_some() {
             if slot != VIA && slot != EXPIRES {
                 let name = HeaderName::from_id(h.id).unwrap_or(HeaderName::Via);
                 return Err(err(ErrorKind::DuplicateHeader(name)));
             }
         } else {
-            first[slot] = i;
+            first[slot] = Some(h.value);
         }
     }
     let get = |slot: usize, name: HeaderName<'static>| -> Result<&str, ParseError> {
-        headers
-            .get(first[slot])
-            .map(|h| text(h.value))
+        first[slot]
+            .map(text)
             .ok_or_else(|| err(ErrorKind::MissingHeader(name)))
     };
     let invalid = |name: HeaderName<'static>| move |e| err(ErrorKind::InvalidHeader(name, e));
 
     let call_id = get(CALLID, HeaderName::CallId)?;
-    let call_id_span = headers[first[CALLID]].value;
+    let call_id_span = first[CALLID].unwrap_or(Span::wire(0, 0));
     if call_id.is_empty() || run(call_id.as_bytes(), 0, &CALL_ID) != call_id.len() {
         return Err(err(ErrorKind::InvalidHeader(
             HeaderName::CallId,
