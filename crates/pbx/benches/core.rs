@@ -21,21 +21,11 @@ const USERS: usize = 1000;
 const REALM: &str = "bench.test";
 
 fn core(now: Now) -> Core {
-    let cfg = CoreConfig {
-        domain: REALM.into(),
-        local_addrs: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
-        auth_algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
-        strict_digest_uri: false,
-        nonce_lifetime_secs: 300,
-        server_header: false,
-        timers: Default::default(),
-        min_expires: 60,
-        max_expires: 3600,
-        default_expires: 600,
-        max_contacts: 5,
-        limits: Limits::default(),
-        secret: [7; 32],
-    };
+    let cfg = CoreConfig::new(
+        REALM,
+        vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
+        [7; 32],
+    );
     let users = (0..USERS)
         .map(|i| {
             let name = format!("{}", 1000 + i);

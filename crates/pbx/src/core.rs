@@ -46,6 +46,35 @@ pub struct CoreConfig {
     pub secret: [u8; 32],
 }
 
+impl CoreConfig {
+    /// A core for `domain` on `local_addrs` with the settings of the
+    /// embedded configuration (MD5 then SHA-256 challenges, 300 s nonces,
+    /// RFC timers, registrations of 60-3600 s, 10 contacts per user,
+    /// default limits). The binary maps its config file instead (see
+    /// `hardline::setup::core_config`); tests and benchmarks start here.
+    pub fn new(
+        domain: &str,
+        local_addrs: Vec<(Transport, SocketAddr)>,
+        secret: [u8; 32],
+    ) -> CoreConfig {
+        CoreConfig {
+            domain: domain.to_string(),
+            local_addrs,
+            auth_algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            strict_digest_uri: false,
+            nonce_lifetime_secs: 300,
+            server_header: false,
+            timers: Default::default(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 10,
+            limits: Limits::default(),
+            secret,
+        }
+    }
+}
+
 /// Registrations to persist; the core answers the REGISTERs in it once the
 /// runtime reports the batch stored (group commit).
 #[derive(Debug, Clone)]

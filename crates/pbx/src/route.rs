@@ -320,21 +320,11 @@ mod tests {
     use sip::Limits;
 
     fn cfg() -> CoreConfig {
-        CoreConfig {
-            domain: "example.test".into(),
-            local_addrs: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
-            auth_algorithms: vec![sip::auth::Algorithm::Md5],
-            strict_digest_uri: false,
-            nonce_lifetime_secs: 300,
-            server_header: false,
-            timers: Default::default(),
-            min_expires: 60,
-            max_expires: 3600,
-            default_expires: 600,
-            max_contacts: 5,
-            limits: Limits::default(),
-            secret: [7; 32],
-        }
+        CoreConfig::new(
+            "example.test",
+            vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
+            [7; 32],
+        )
     }
 
     fn bye(routes: &[&str]) -> Message {
