@@ -913,19 +913,25 @@ fn trim_lws_start(s: &str) -> &str {
     s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8))
 }
 
-/// The parameters after a name-addr and the first `tag` among them: plain
-/// ones in one pass, anything else by [`header_params_find`] (the two agree;
-/// tested).
-fn tagged_params(s: &str) -> Result<(Params<'_>, Option<&str>), HeaderError> {
+/// The first `tag` value among plain parameters (`Some(None)`: no tag);
+/// `None` when the parameters are not plain.
+fn plain_tag(s: &str) -> Option<Option<&str>> {
     let mut tag = None;
-    let plain = plain_params(s, |name, value| {
+    plain_params(s, |name, value| {
         if tag.is_none() && name_is(name, b"tag") {
             tag = Some(value);
         }
         Some(())
-    });
-    if plain.is_some() {
-        return Ok((Params(s), tag.flatten()));
+    })?;
+    Some(tag.flatten())
+}
+
+/// The parameters after a name-addr and the first `tag` among them: plain
+/// ones in one pass, anything else by [`header_params_find`] (the two agree;
+/// tested).
+fn tagged_params(s: &str) -> Result<(Params<'_>, Option<&str>), HeaderError> {
+    if let Some(tag) = plain_tag(s) {
+        return Ok((Params(s), tag));
     }
     let mut found = [None];
     let params = header_params_find(s, &["tag"], &mut found)?;
@@ -983,14 +989,7 @@ impl<'a> NameAddr<'a> {
         if uri.len() > max_uri || !crate::uri::SipUri::is_plain(uri) {
             return None;
         }
-        let mut tag = None;
-        plain_params(&s[gt + 1..], |name, value| {
-            if tag.is_none() && name_is(name, b"tag") {
-                tag = Some(value);
-            }
-            Some(())
-        })?;
-        Some(tag.flatten())
+        plain_tag(&s[gt + 1..])
     }
 
     /// [`NameAddr::parse_bounded`] that also returns [`NameAddr::tag`],
