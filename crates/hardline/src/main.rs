@@ -88,7 +88,29 @@ fn one_malloc_arena() {
     }
 }
 
+/// The build's x86-64 baseline includes SSSE3 (`.cargo/config.toml`); a CPU
+/// without it would die on an illegal instruction in the parser, so say so
+/// first. CPUID itself is baseline, and nothing before this uses SSSE3.
+fn cpu_supported() -> Result<(), &'static str> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "ssse3"))]
+    {
+        // CPUID leaf 1, ECX bit 9: SSSE3.
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID exists on every x86-64 CPU.
+        let ecx = unsafe { std::arch::x86_64::__cpuid(1) }.ecx;
+        if ecx & (1 << 9) == 0 {
+            return Err("this build needs a CPU with SSSE3; rebuild with \
+                 RUSTFLAGS=\" \" cargo build --release for this one");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(e) = cpu_supported() {
+        eprintln!("hardline: {e}");
+        return ExitCode::from(1);
+    }
     one_malloc_arena();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -134,31 +134,33 @@ known_headers! {
     WwwAuthenticate = "WWW-Authenticate", b"www-authenticate", None, false;
 }
 
-/// Buckets of the full-name lookup table; see [`name_hash`].
-const BUCKETS: usize = 128;
-const BUCKET_LEN: usize = 4;
+/// Multiplier of [`name_slot`], found offline so that the known names
+/// land in distinct slots (the table below fails the build otherwise).
+const NAME_MUL: u64 = 0x183b_12e8_6e59_b7d7;
 
-/// Case-insensitive hash of a header name of 2 or more bytes: length,
-/// first and last byte, with ASCII letters folded (`| 0x20`).
-#[inline]
-const fn name_hash(b: &[u8]) -> usize {
-    let first = (b[0] | 0x20) as usize;
-    let last = (b[b.len() - 1] | 0x20) as usize;
-    (first * 3 + last * 7 + b.len() * 5) % BUCKETS
+/// Every byte with the ASCII case bit set: folds letters to lowercase (and
+/// a few other bytes onto each other, which only the key compare tells
+/// apart).
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// Slot of a name in [`NAME_TABLE`] from its first two loads (see
+/// [`name_loads`]) and length: one multiply, no probing.
+#[inline(always)]
+const fn name_slot(w0: u64, w1: u64, len: usize) -> usize {
+    let x = ((w0 | FOLD) ^ (w1 | FOLD).rotate_left(29)).wrapping_add(len as u64);
+    (x.wrapping_mul(NAME_MUL) >> 56) as usize
 }
 
-/// Header ids by [`name_hash`] of their lowercase full name (`u8::MAX`:
-/// empty slot). Built at compile time; an overfull bucket fails the build.
-static NAME_TABLE: [[u8; BUCKET_LEN]; BUCKETS] = {
-    let mut t = [[u8::MAX; BUCKET_LEN]; BUCKETS];
+/// Header ids by [`name_slot`] of their lowercase full name (`u8::MAX`:
+/// empty). Built at compile time; a collision fails the build.
+static NAME_TABLE: [u8; 256] = {
+    let mut t = [u8::MAX; 256];
     let mut id = 0;
     while id < LOWER.len() {
-        let h = name_hash(LOWER[id]);
-        let mut k = 0;
-        while t[h][k] != u8::MAX {
-            k += 1;
-        }
-        t[h][k] = id as u8;
+        let k = &NAME_KEYS[id];
+        let h = name_slot(k.word[0], k.word[1], LOWER[id].len());
+        assert!(t[h] == u8::MAX, "NAME_MUL: two header names share a slot");
+        t[h] = id as u8;
         id += 1;
     }
     t
@@ -184,17 +186,20 @@ const fn name_loads(len: usize) -> [(usize, usize); 3] {
 struct NameKey {
     word: [u64; 3],
     fold: [u64; 3],
+    len: usize,
 }
 
 static NAME_KEYS: [NameKey; LOWER.len()] = {
     let mut keys = [NameKey {
         word: [0; 3],
         fold: [0; 3],
+        len: 0,
     }; LOWER.len()];
     let mut id = 0;
     while id < LOWER.len() {
         let name = LOWER[id];
         let loads = name_loads(name.len());
+        keys[id].len = name.len();
         let mut j = 0;
         while j < 3 {
             let (at, n) = loads[j];
@@ -261,20 +266,18 @@ pub(crate) fn name_id(b: &[u8]) -> u8 {
         len @ 2..=24 => {
             let [(a0, n0), (a1, n1), (a2, n2)] = name_loads(len);
             let got = [load(b, a0, n0), load(b, a1, n1), load(b, a2, n2)];
-            for &id in &NAME_TABLE[name_hash(b)] {
-                if id == u8::MAX {
-                    break;
-                }
-                let key = &NAME_KEYS[id as usize];
-                if LOWER[id as usize].len() == len
-                    && (got[0] | key.fold[0]) == key.word[0]
-                    && (got[1] | key.fold[1]) == key.word[1]
-                    && (got[2] | key.fold[2]) == key.word[2]
+            let id = NAME_TABLE[name_slot(got[0], got[1], len)];
+            match NAME_KEYS.get(id as usize) {
+                Some(key)
+                    if key.len == len
+                        && (got[0] | key.fold[0]) == key.word[0]
+                        && (got[1] | key.fold[1]) == key.word[1]
+                        && (got[2] | key.fold[2]) == key.word[2] =>
                 {
-                    return id;
+                    id
                 }
+                _ => u8::MAX,
             }
-            u8::MAX
         }
         _ => u8::MAX,
     }
@@ -386,8 +389,7 @@ impl<'a> ValueSplit<'a> {
     }
 }
 
-pub(crate) fn top_level_comma(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
+pub(crate) fn top_level_comma(b: &[u8]) -> Option<usize> {
     // Fast paths: no comma at all (the usual case), or a comma with no
     // quote or `<` before it, which is at top level.
     let comma = crate::uri::find_byte(b',', b)?;
@@ -423,7 +425,7 @@ impl<'a> Iterator for ValueSplit<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         let s = self.rest?;
-        match top_level_comma(s) {
+        match top_level_comma(s.as_bytes()) {
             Some(i) => {
                 self.rest = Some(&s[i + 1..]);
                 Some(trim_lws(&s[..i]))
@@ -642,24 +644,30 @@ impl CSeq {
     /// which accepts whatever this does, alike (tested).
     fn parse_plain(s: &str) -> Option<CSeq> {
         let b = s.as_bytes();
-        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
-        if !(1..=9).contains(&digits) || b.get(digits) != Some(&b' ') {
+        // At most 9 digits, so the number stays below 2^31.
+        let mut seq = 0u32;
+        let mut digits = 0;
+        while let Some(d) = b
+            .get(digits)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+        {
+            if digits == 9 {
+                return None;
+            }
+            seq = seq * 10 + u32::from(d);
+            digits += 1;
+        }
+        if digits == 0 || b.get(digits) != Some(&b' ') {
             return None;
         }
         let m = &b[digits + 1..];
-        if m.is_empty() || run(m, 0, &crate::method::TOKEN) != m.len() {
-            return None;
-        }
-        let seq = b[..digits]
-            .iter()
-            .fold(0u32, |a, c| a * 10 + u32::from(c - b'0'));
-        if seq >= 1 << 31 {
-            return None;
-        }
-        Some(CSeq {
-            seq,
-            method: Method::parse_token(m)?,
-        })
+        let method = match Method::known(m) {
+            Some(known) => known,
+            None if m.is_empty() || run(m, 0, &crate::method::TOKEN) != m.len() => return None,
+            None => Method::parse_token(m)?,
+        };
+        Some(CSeq { seq, method })
     }
 
     fn parse_general(s: &str) -> Result<CSeq, HeaderError> {

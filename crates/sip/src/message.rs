@@ -83,7 +83,9 @@ pub struct Message {
     pub(crate) extra: String,
     pub(crate) start: StartLine,
     pub(crate) headers: Vec<Hdr>,
-    pub(crate) body: Bytes,
+    /// The body: a range of `buf` as parsed (no second reference to count
+    /// on the hot path), or bytes set by an edit.
+    pub(crate) body: Body,
     pub(crate) cseq: CSeq,
     /// Hot-path values located once by the parser (and after edits) so the
     /// transaction layer does not re-parse From/To/Via on every lookup.
@@ -93,6 +95,13 @@ pub struct Message {
     pub(crate) call_id: Span,
     pub(crate) max_forwards: Option<u8>,
     pub(crate) limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    /// `buf[start..end]`.
+    Wire(u32, u32),
+    Own(Bytes),
 }
 
 /// The span of `sub` inside `base`, when `sub` is a sub-slice of it.
@@ -385,12 +394,18 @@ impl Message {
     }
 
     pub fn body(&self) -> &[u8] {
-        &self.body
+        match &self.body {
+            Body::Wire(s, e) => &self.buf[*s as usize..*e as usize],
+            Body::Own(b) => b,
+        }
     }
 
     /// The body as a shared `Bytes` (no copy).
     pub fn body_bytes(&self) -> Bytes {
-        self.body.clone()
+        match &self.body {
+            Body::Wire(s, e) => self.buf.slice(*s as usize..*e as usize),
+            Body::Own(b) => b.clone(),
+        }
     }
 
     /// The limits the message was parsed with.
@@ -589,7 +604,7 @@ impl Message {
         let h = self.headers[pos];
         if name.is_list() {
             let v = self.text(h.value);
-            if let Some(c) = crate::header::top_level_comma(v) {
+            if let Some(c) = crate::header::top_level_comma(v.as_bytes()) {
                 let rest = &v[c + 1..];
                 let skip = c + 1 + (rest.len() - rest.trim_start().len());
                 if skip < v.len() {
@@ -624,7 +639,7 @@ impl Message {
                 self.remove_all(HeaderName::ContentType)?;
             }
         }
-        self.body = body;
+        self.body = Body::Own(body);
         Ok(())
     }
 
@@ -634,7 +649,8 @@ impl Message {
     /// the wire, folding normalised), Content-Length always present and
     /// exact, at the position of the original one.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.reserve(self.head_len + self.extra.len() + self.body.len() + 32);
+        let body = self.body();
+        out.reserve(self.head_len + self.extra.len() + body.len() + 32);
         match &self.start {
             StartLine::Request { method, uri } => {
                 out.extend_from_slice(method.as_str().as_bytes());
@@ -662,7 +678,7 @@ impl Message {
                     continue;
                 }
                 cl_done = true;
-                push_u32(out, self.body.len() as u32);
+                push_u32(out, body.len() as u32);
             } else {
                 out.extend_from_slice(self.text(h.value).as_bytes());
             }
@@ -670,11 +686,11 @@ impl Message {
         }
         if !cl_done {
             out.extend_from_slice(b"Content-Length: ");
-            push_u32(out, self.body.len() as u32);
+            push_u32(out, body.len() as u32);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        out.extend_from_slice(body);
     }
 
     pub fn to_bytes(&self) -> Bytes {

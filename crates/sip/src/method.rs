@@ -89,9 +89,9 @@ impl Method {
         })
     }
 
-    /// [`Method::parse`] of bytes already checked to be a token (so ASCII):
-    /// the parser's path, with no UTF-8 check for the known methods.
-    pub(crate) fn parse_token(b: &[u8]) -> Option<Method> {
+    /// The method named by `b` when it is one of the known ones: these are
+    /// tokens, so a match needs no token check.
+    pub(crate) fn known(b: &[u8]) -> Option<Method> {
         Some(match b {
             b"INVITE" => Method::Invite,
             b"ACK" => Method::Ack,
@@ -107,11 +107,17 @@ impl Method {
             b"REFER" => Method::Refer,
             b"MESSAGE" => Method::Message,
             b"PUBLISH" => Method::Publish,
-            other => {
-                return std::str::from_utf8(other)
-                    .ok()
-                    .and_then(|s| Method::parse(s).ok())
-            }
+            _ => return None,
+        })
+    }
+
+    /// [`Method::parse`] of bytes already checked to be a token (so ASCII):
+    /// the parser's path, with no UTF-8 check for the known methods.
+    pub(crate) fn parse_token(b: &[u8]) -> Option<Method> {
+        Method::known(b).or_else(|| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| Method::parse(s).ok())
         })
     }
 

@@ -9,7 +9,7 @@ use crate::header::{
     name_id, parse_u32, top_level_comma, CSeq, HeaderError, HeaderName, NameAddr, Via,
 };
 use crate::limits::Limits;
-use crate::message::{offset_span, push_u32, Hdr, Message, Span, StartLine};
+use crate::message::{offset_span, push_u32, Body, Hdr, Message, Span, StartLine};
 use crate::method::{is_token_byte, Method};
 use crate::scan::{run, ByteClass, LineEnds};
 use crate::uri::{find_byte, trim_lws, Uri, UriError};
@@ -246,6 +246,10 @@ pub(crate) static CALL_ID: ByteClass =
 
 #[inline(always)]
 fn trim_ws_end(b: &[u8]) -> &[u8] {
+    // SP and HTAB are below `!`: one compare clears the usual case.
+    if b.last().is_none_or(|&c| c > b' ') {
+        return b;
+    }
     let mut e = b.len();
     while e > 0 && matches!(b[e - 1], b' ' | b'\t') {
         e -= 1;
@@ -256,6 +260,10 @@ fn trim_ws_end(b: &[u8]) -> &[u8] {
 /// The span of `b[s..e]` without the SP/HTAB around it.
 #[inline(always)]
 fn trimmed(b: &[u8], mut s: usize, mut e: usize) -> Span {
+    // The usual `Name: value`: one SP before the value, none after.
+    if s + 1 < e && b[s] == b' ' && b[s + 1] > b' ' && b[e - 1] > b' ' {
+        return Span::wire(s + 1, e);
+    }
     while s < e && is_lws_byte(b[s]) {
         s += 1;
     }
@@ -324,7 +332,8 @@ fn start_line(
     // A token is ASCII, so checking it first makes the UTF-8 check moot;
     // the method itself is built last, as before.
     let method = &line[..sp1];
-    if method.is_empty() || !method.iter().all(|&c| is_token_byte(c)) {
+    let known = Method::known(method);
+    if known.is_none() && (method.is_empty() || !method.iter().all(|&c| is_token_byte(c))) {
         return Err(ParseError::NotSip);
     }
     let rest = &line[sp1 + 1..];
@@ -371,7 +380,10 @@ fn start_line(
             Err(e) => return Err(bad(ErrorKind::BadRequestUri(e))),
         }
     }
-    let method = Method::parse_token(method).ok_or(ParseError::NotSip)?;
+    let method = match known {
+        Some(m) => m,
+        None => Method::parse_token(method).ok_or(ParseError::NotSip)?,
+    };
     let us = s + sp1 + 1;
     Ok(StartLine::Request {
         method,
@@ -544,7 +556,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
         let mut n = 1;
         let mut r = v;
         let mut first_end = None;
-        while let Some(c) = top_level_comma(r) {
+        while let Some(c) = top_level_comma(r.as_bytes()) {
             if n == 1 {
                 first_end = Some(c);
             }
@@ -674,7 +686,7 @@ fn parse(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseErro
     if body_len > limits.max_body_bytes {
         return Err(err(ErrorKind::BodyTooLarge));
     }
-    let body = buf.slice(body_start..body_start + body_len);
+    let body = Body::Wire(body_start as u32, (body_start + body_len) as u32);
     Ok(Message {
         buf,
         head_len: head_end,
