@@ -33,6 +33,10 @@ def main() -> None:
         f'listen = "127.0.0.1:{a.metrics_port}"',
         "",
     ]
+    # SIPp is the load generator: trusted, as an operator would trust theirs
+    # (the shield still looks every packet up; its own benchmark floods from
+    # an untrusted address).
+    out += ["[shield]", 'trusted = ["127.0.0.0/8"]', ""]
     if a.max_transactions is not None:
         out += ["[limits]", f"max_transactions = {a.max_transactions}", ""]
     for u in range(a.first, a.first + a.users):

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of hardline: formatting, clippy, unit and integration
-# tests (the real binary driven by SIPp, baresip and our own clients, the RFC 4475
-# corpus), and a fuzz smoke run of each cargo-fuzz target.
+# tests (the real binary driven by SIPp, baresip, sipvicious and our own
+# clients, the RFC 4475 corpus, the shield with real nftables in network
+# namespaces, which needs root), and a fuzz smoke run of each cargo-fuzz
+# target.
 #
 # Peers the tests need are installed from Debian when missing (as root);
 # without them the tests fail loudly, they never skip.
@@ -14,6 +16,10 @@ command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
 # baresip-core holds the binary and every module the softphone test loads
 # (the `baresip` metapackage would add GUI and sound stacks it does not need).
 command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip-core)
+# The shield's tests: attack tools, and real nftables in network namespaces.
+command -v svwar >/dev/null 2>&1 || need_pkgs+=(sipvicious)
+command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing test peers: ${need_pkgs[*]}"

@@ -96,6 +96,10 @@ pub async fn serve(config: Option<PathBuf>) -> ExitCode {
 pub fn check_config(path: &Path) -> ExitCode {
     match load_config(path) {
         Ok(cfg) => {
+            if let Err(e) = setup::load_zones(&cfg) {
+                eprintln!("hardline: {}: {e:#}", path.display());
+                return ExitCode::from(2);
+            }
             println!(
                 "{}: ok (domain {}, {} listener(s), {} extension(s))",
                 path.display(),
@@ -263,5 +267,283 @@ pub async fn registrations(config: Option<PathBuf>) -> ExitCode {
     match run.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+pub enum BanAction {
+    List,
+    Add {
+        addr: String,
+        reason: Option<String>,
+        secs: Option<u64>,
+    },
+    Remove {
+        addr: String,
+    },
+    Explain {
+        addr: String,
+    },
+}
+
+pub enum TrustAction {
+    Add { entry: String, note: Option<String> },
+    Remove { entry: String },
+    List,
+}
+
+/// `2026-11-22 11:24:41Z` from Unix seconds (UTC; days to civil date after
+/// Howard Hinnant's algorithm).
+pub fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Runs `f` with the config, its store and the time; closes the store
+/// whatever `f` returns.
+async fn with_store(
+    config: Option<PathBuf>,
+    f: impl AsyncFnOnce(&Config, &store::Store, i64) -> Result<ExitCode>,
+) -> ExitCode {
+    let cfg = match resolve_config(config).and_then(|p| load_config(&p)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match setup::open_store(&cfg).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let res = f(&cfg, &store, server::now().unix as i64).await;
+    store.close().await;
+    res.unwrap_or_else(fail)
+}
+
+fn parse_source(addr: &str) -> Result<shield::SourceKey, ExitCode> {
+    addr.parse::<shield::SourceKey>().map_err(|e| {
+        eprintln!(
+            "hardline: {e} (an IPv4 address, or an IPv6 address or /64: IPv6 is banned by /64)"
+        );
+        ExitCode::from(2)
+    })
+}
+
+pub async fn ban(config: Option<PathBuf>, action: BanAction) -> ExitCode {
+    with_store(config, async |cfg, store, now| {
+        Ok(match action {
+            BanAction::List => {
+                let bans = store.bans_load().await?;
+                let active: Vec<_> = bans
+                    .iter()
+                    .filter(|b| b.until.is_none_or(|u| u > now))
+                    .collect();
+                println!(
+                    "{:<22} {:<15} {:<21} {:<21} {:>3}  EVIDENCE",
+                    "SOURCE", "RULE", "SINCE", "UNTIL", "#"
+                );
+                for b in &active {
+                    println!(
+                        "{:<22} {:<15} {:<21} {:<21} {:>3}  {}",
+                        b.source,
+                        b.rule,
+                        utc(b.since),
+                        b.until.map_or("until removed".to_string(), utc),
+                        b.offense,
+                        b.evidence
+                    );
+                }
+                println!("{} ban(s) in force", active.len());
+                let pending = store.ban_requests().await?;
+                if !pending.is_empty() {
+                    println!(
+                        "{} request(s) waiting for the server (applied within seconds while it runs)",
+                        pending.len()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            BanAction::Add { addr, reason, secs } => {
+                let key = match parse_source(&addr) {
+                    Ok(k) => k,
+                    Err(c) => return Ok(c),
+                };
+                if cfg.shield.config.trusted.iter().any(|c| c.contains(key.addr())) {
+                    eprintln!("hardline: {key} is in shield.trusted; remove it there to ban it");
+                    return Ok(ExitCode::from(2));
+                }
+                let secs = secs.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+                store
+                    .ban_request(store::BanAction::Ban, &key.to_string(), reason.as_deref().unwrap_or(""), secs, now)
+                    .await?;
+                println!(
+                    "ban of {key} queued ({}); the running server applies it within seconds, or at its next start",
+                    secs.map_or("until removed".to_string(), |s| format!("{s} s"))
+                );
+                ExitCode::SUCCESS
+            }
+            BanAction::Remove { addr } => {
+                let key = match parse_source(&addr) {
+                    Ok(k) => k,
+                    Err(c) => return Ok(c),
+                };
+                store
+                    .ban_request(store::BanAction::Unban, &key.to_string(), "", None, now)
+                    .await?;
+                println!("removal of the ban of {key} queued; the running server applies it within seconds");
+                ExitCode::SUCCESS
+            }
+            BanAction::Explain { addr } => {
+                let key = match parse_source(&addr) {
+                    Ok(k) => k,
+                    Err(c) => return Ok(c),
+                };
+                let name = key.to_string();
+                println!("source: {name}");
+                let trusted_cfg = cfg.shield.config.trusted.iter().find(|c| c.contains(key.addr()));
+                let trusted_db = store
+                    .trusted_list()
+                    .await?
+                    .into_iter()
+                    .find(|t| t.entry.parse::<shield::Cidr>().is_ok_and(|c| c.contains(key.addr())));
+                match (trusted_cfg, &trusted_db) {
+                    (Some(c), _) => println!("trusted: yes (shield.trusted {c}): never banned"),
+                    (None, Some(t)) => println!("trusted: yes (hardline trust {}): never banned", t.entry),
+                    (None, None) => println!("trusted: no"),
+                }
+                match store.bans_load().await?.into_iter().find(|b| b.source == name) {
+                    Some(b) if b.until.is_none_or(|u| u > now) => {
+                        println!("banned: yes, by rule {} (offense {})", b.rule, b.offense);
+                        println!("evidence: {}", b.evidence);
+                        println!("since: {}", utc(b.since));
+                        match b.until {
+                            Some(u) => println!("until: {} ({} s left)", utc(u), u - now),
+                            None => println!("until: removed by an operator (`hardline ban remove {name}`)"),
+                        }
+                    }
+                    _ => println!("banned: no"),
+                }
+                let events = store.ban_events(Some(&name), 20).await?;
+                if !events.is_empty() {
+                    println!("history (newest first):");
+                    for e in events {
+                        let detail = if e.detail.is_empty() { String::new() } else { format!(": {}", e.detail) };
+                        println!("  {}  {} ({}){}", utc(e.at), e.event, e.rule, detail);
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+        })
+    })
+    .await
+}
+
+pub async fn trust(config: Option<PathBuf>, action: TrustAction) -> ExitCode {
+    with_store(config, async |cfg, store, now| {
+        Ok(match action {
+            TrustAction::List => {
+                println!("{:<40} {:<10} {:<21} NOTE", "ENTRY", "FROM", "ADDED");
+                for c in &cfg.shield.config.trusted {
+                    println!("{:<40} {:<10} {:<21} -", c.to_string(), "config", "-");
+                }
+                for t in store.trusted_list().await? {
+                    println!("{:<40} {:<10} {:<21} {}", t.entry, "database", utc(t.added_at), t.note);
+                }
+                ExitCode::SUCCESS
+            }
+            TrustAction::Add { entry, note } => {
+                let entry = match normalise_trusted(&entry) {
+                    Ok(e) => e,
+                    Err(msg) => {
+                        eprintln!("hardline: {msg}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                store.trusted_add(&entry, note.as_deref().unwrap_or(""), now).await?;
+                println!("{entry} trusted: never rate-limited or banned, and any ban of it is lifted (within seconds while the server runs)");
+                ExitCode::SUCCESS
+            }
+            TrustAction::Remove { entry } => {
+                let entry = normalise_trusted(&entry).unwrap_or(entry);
+                if store.trusted_remove(&entry).await? {
+                    println!("{entry} no longer trusted");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("hardline: {entry} is not in the trusted list of the database (entries of shield.trusted are changed in the config file)");
+                    ExitCode::from(1)
+                }
+            }
+        })
+    })
+    .await
+}
+
+/// An address or prefix in canonical form, or a host name (resolved by the
+/// server, re-resolved every few minutes).
+fn normalise_trusted(entry: &str) -> Result<String, String> {
+    let e = entry.trim();
+    if let Ok(c) = e.parse::<shield::Cidr>() {
+        return Ok(c.to_string());
+    }
+    let host_ok = !e.is_empty()
+        && e.len() <= 253
+        && e.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && e.bytes().any(|b| b.is_ascii_alphabetic());
+    if host_ok {
+        Ok(e.to_ascii_lowercase())
+    } else {
+        match e.parse::<shield::Cidr>() {
+            Err(err) if e.contains('/') || e.parse::<std::net::IpAddr>().is_ok() => {
+                Err(err.to_string())
+            }
+            _ => Err(format!(
+                "{e:?} is not an address, a CIDR prefix or a host name"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(1_795_346_681), "2026-11-22 11:24:41Z");
+    }
+
+    #[test]
+    fn trusted_entries() {
+        assert_eq!(normalise_trusted("192.0.2.0/24").unwrap(), "192.0.2.0/24");
+        assert_eq!(normalise_trusted(" 2001:DB8::1 ").unwrap(), "2001:db8::1");
+        assert_eq!(
+            normalise_trusted("SIP.Provider.example").unwrap(),
+            "sip.provider.example"
+        );
+        assert!(normalise_trusted("192.0.2.1/24")
+            .unwrap_err()
+            .contains("192.0.2.0/24"));
+        assert!(normalise_trusted("not a host").is_err());
+        assert!(normalise_trusted("-bad.example").is_err());
     }
 }

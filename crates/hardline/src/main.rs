@@ -4,6 +4,7 @@
 mod commands;
 mod server;
 mod setup;
+mod shield_rt;
 mod transport;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,54 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// The shield's bans: list, add, remove, explain.
+    Ban {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: BanCmd,
+    },
+    /// Sources the shield never limits or bans, beyond shield.trusted.
+    Trust {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: TrustCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BanCmd {
+    /// Bans in force, with rule, time and evidence.
+    List,
+    /// Ban a source (an IPv4 address or an IPv6 /64) by hand.
+    Add {
+        addr: String,
+        /// Why (kept with the ban and shown by `ban explain`).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Length in seconds; without it the ban lasts until removed.
+        #[arg(long = "for", value_name = "SECS")]
+        secs: Option<u64>,
+    },
+    /// Lift a ban.
+    Remove { addr: String },
+    /// Why a source is (or was) banned: rule, evidence, times, history.
+    Explain { addr: String },
+}
+
+#[derive(Subcommand)]
+enum TrustCmd {
+    /// Trust an address, a CIDR prefix or a host name (re-resolved periodically).
+    Add {
+        entry: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Stop trusting an entry added with `trust add`.
+    Remove { entry: String },
+    /// Trusted entries, from the config and from the database.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -153,6 +202,25 @@ fn main() -> ExitCode {
                 commands::user(config, action).await
             }
             Cmd::Registrations { config } => commands::registrations(config).await,
+            Cmd::Ban { config, cmd } => {
+                let action = match cmd {
+                    BanCmd::List => commands::BanAction::List,
+                    BanCmd::Add { addr, reason, secs } => {
+                        commands::BanAction::Add { addr, reason, secs }
+                    }
+                    BanCmd::Remove { addr } => commands::BanAction::Remove { addr },
+                    BanCmd::Explain { addr } => commands::BanAction::Explain { addr },
+                };
+                commands::ban(config, action).await
+            }
+            Cmd::Trust { config, cmd } => {
+                let action = match cmd {
+                    TrustCmd::Add { entry, note } => commands::TrustAction::Add { entry, note },
+                    TrustCmd::Remove { entry } => commands::TrustAction::Remove { entry },
+                    TrustCmd::List => commands::TrustAction::List,
+                };
+                commands::trust(config, action).await
+            }
         }
     })
 }

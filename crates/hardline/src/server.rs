@@ -3,6 +3,7 @@
 //! timer task, the group-commit store writer, user reload, signals.
 
 use crate::setup;
+use crate::shield_rt;
 use crate::transport::{self, Transports};
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -30,6 +31,8 @@ enum StoreMsg {
 
 pub struct Runtime {
     shared: Mutex<Shared>,
+    /// Ban events to `shield_rt::events_task`.
+    shield_tx: mpsc::UnboundedSender<shield::Event>,
     pub transports: Transports,
     store_tx: mpsc::UnboundedSender<StoreMsg>,
     timer: Notify,
@@ -54,7 +57,7 @@ impl Runtime {
     }
 
     /// Runs `f` on the core and dispatches everything it produced.
-    fn with_core(self: &Arc<Self>, f: impl FnOnce(&mut Core, Now)) {
+    pub(crate) fn with_core(self: &Arc<Self>, f: impl FnOnce(&mut Core, Now)) {
         let out = {
             let Ok(mut s) = self.shared.lock() else {
                 return;
@@ -73,6 +76,9 @@ impl Runtime {
         while let Some(b) = s.core.poll_store() {
             let _ = self.store_tx.send(StoreMsg::Batch(b));
         }
+        while let Some(e) = s.core.poll_shield_event() {
+            let _ = self.shield_tx.send(e);
+        }
         let next = s.core.poll_timeout();
         if let Some(n) = next {
             if s.armed.is_none_or(|a| n < a) {
@@ -89,6 +95,13 @@ impl Runtime {
 
     pub fn send(self: &Arc<Self>, out: Vec<Transmit>) {
         transport::send_all(self, out);
+    }
+
+    /// Admission of a new TCP connection (the shield's verdict).
+    pub fn admit_connection(self: &Arc<Self>, remote: std::net::SocketAddr) -> bool {
+        let mut ok = true;
+        self.with_core(|c, now| ok = c.admit_connection(now, remote));
+        ok
     }
 
     pub fn transport_error(self: &Arc<Self>, flow: Flow) {
@@ -272,12 +285,19 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
             }
         }
     }
-    let core_cfg = setup::core_config(&cfg, &locals, secret);
+    let zones = Arc::new(setup::load_zones(&cfg)?);
+    let core_cfg = setup::core_config(&cfg, &locals, secret, zones);
     let seed: u64 = rand::random();
     let core = Core::new(core_cfg, users, bindings, start, seed, metrics.clone());
+    let kernel = shield_rt::start_kernel(cfg.shield.config.enabled, metrics.clone());
+    if !cfg.shield.config.enabled {
+        warn!("shield disabled (shield.enabled = false): no flood limits, no bans, no scanner blocking");
+    }
 
     let (store_tx, store_rx) = mpsc::unbounded_channel();
+    let (shield_tx, shield_rx) = mpsc::unbounded_channel();
     let rt = Arc::new(Runtime {
+        shield_tx,
         shared: Mutex::new(Shared { core, armed: None }),
         transports,
         store_tx,
@@ -286,7 +306,19 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
         metrics,
     });
 
+    // Bans in force before anything is received; then the CLI's requests.
+    shield_rt::restore(&rt, &store, &kernel.tx).await;
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(shield_rt::events_task(
+        store.clone(),
+        kernel.tx.clone(),
+        shield_rx,
+    )));
+    tasks.push(tokio::spawn(shield_rt::requests_task(
+        rt.clone(),
+        store.clone(),
+        cfg.shield.trusted_hosts.clone(),
+    )));
     for (local, sock) in udp {
         info!(transport = "udp", %local, "listening");
         tasks.push(tokio::spawn(transport::udp_loop(rt.clone(), local, sock)));
@@ -378,12 +410,13 @@ async fn reload(rt: &Arc<Runtime>, store: &Store, path: &Path, current: &Config)
             .map_err(|_| anyhow::anyhow!("core lock poisoned"))?;
         s.core.local_addrs().to_vec()
     };
-    let core_cfg = setup::core_config(&next, &locals, secret);
+    let zones = Arc::new(setup::load_zones(&next)?);
+    let core_cfg = setup::core_config(&next, &locals, secret, zones);
     if let Ok(mut l) = rt.limits.write() {
         *l = next.limits.clone();
     }
-    rt.with_core(|c, _| {
-        c.reconfigure(core_cfg);
+    rt.with_core(|c, now| {
+        c.reconfigure(now, core_cfg);
         c.set_users(users);
     });
     Ok(next)

@@ -239,10 +239,28 @@ pub fn metrics_addr(cfg: &Config) -> Option<SocketAddr> {
     cfg.metrics.listen_addr()
 }
 
+/// The prefixes of every blocked country's zone file. An unreadable or
+/// malformed file stops start-up (and fails `check-config`), naming it.
+pub fn load_zones(cfg: &Config) -> Result<Vec<shield::Cidr>> {
+    let mut out = Vec::new();
+    for path in cfg.shield.zone_files() {
+        let cidrs = shield::net::load_zone(&path).with_context(|| {
+            format!(
+                "shield.blocked_countries needs {} (ipdeny format: one prefix per line)",
+                path.display()
+            )
+        })?;
+        info!(zone = %path.display(), prefixes = cidrs.len(), "shield: country blocklist loaded");
+        out.extend(cidrs);
+    }
+    Ok(out)
+}
+
 pub fn core_config(
     cfg: &Config,
     locals: &[(Transport, SocketAddr)],
     secret: [u8; 32],
+    zones: std::sync::Arc<Vec<shield::Cidr>>,
 ) -> CoreConfig {
     let algs = cfg
         .sip
@@ -271,6 +289,8 @@ pub fn core_config(
         max_contacts: cfg.registrar.max_contacts_per_user as usize,
         limits: cfg.limits.clone(),
         secret,
+        shield: cfg.shield.config.clone(),
+        shield_zones: zones,
     }
 }
 

@@ -178,6 +178,10 @@ pub async fn tcp_accept_loop(rt: Arc<Runtime>, local: SocketAddr, listener: TcpL
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
+                // Banned, blocklisted or flooding: closed at once, unread.
+                if !rt.admit_connection(remote) {
+                    continue;
+                }
                 if register_conn(&rt, remote, stream, local, true).is_none() {
                     rt.metrics_conn_refused();
                 }

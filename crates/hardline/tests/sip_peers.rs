@@ -167,64 +167,6 @@ fn registrations_survive_restart() {
 
 // ----- a digest client of our own -------------------------------------------
 
-struct Client {
-    sock: UdpSocket,
-    server: std::net::SocketAddr,
-    n: u32,
-    last: String,
-}
-
-impl Client {
-    fn new(server: std::net::SocketAddr) -> Client {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        Client {
-            sock,
-            server,
-            n: 0,
-            last: String::new(),
-        }
-    }
-
-    fn register(&mut self, user: &str, auth: Option<&str>, call_id: &str) -> String {
-        self.n += 1;
-        let local = self.sock.local_addr().unwrap();
-        let mut m = format!(
-            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-c{}-{:x}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=ft{}\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{local}>\r\nExpires: 120\r\n",
-            self.n,
-            call_id.len() * 7919 + self.n as usize,
-            self.n,
-            self.n
-        );
-        if let Some(a) = auth {
-            m.push_str(&format!("Authorization: {a}\r\n"));
-        }
-        m.push_str("Content-Length: 0\r\n\r\n");
-        self.last = m;
-        self.resend()
-    }
-
-    /// Sends the last request again, byte for byte (a retransmission).
-    fn resend(&mut self) -> String {
-        self.sock
-            .send_to(self.last.as_bytes(), self.server)
-            .unwrap();
-        let mut buf = [0u8; 65535];
-        let (n, _) = self
-            .sock
-            .recv_from(&mut buf)
-            .expect("no answer to REGISTER");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-}
-
-fn challenges(resp: &str) -> Vec<String> {
-    resp.lines()
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
-        .map(|s| s.trim().to_string())
-        .collect()
-}
-
 #[test]
 fn sha256_digest_with_own_client() {
     let s = Server::start("sha256", "");

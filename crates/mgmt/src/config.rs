@@ -34,7 +34,33 @@ pub struct Config {
     pub limits: Limits,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub shield: ShieldSection,
     pub extensions: Vec<ExtensionConfig>,
+}
+
+/// `[shield]`: the intrusion-prevention settings, plus where the country
+/// blocklists come from (read at start-up, see `blocked_countries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShieldSection {
+    pub config: shield::ShieldConfig,
+    /// Two-letter country codes whose `<cc>.zone` files (ipdeny format,
+    /// IPv4 and IPv6 prefixes) are blocked; lowercase.
+    pub blocked_countries: Vec<String>,
+    /// Directory of the zone files, resolved against the config file's.
+    pub zone_dir: PathBuf,
+    /// Host names in `shield.trusted` (providers): resolved at start and
+    /// every few minutes; a failed lookup keeps the last addresses.
+    pub trusted_hosts: Vec<String>,
+}
+
+impl ShieldSection {
+    /// The zone file of each blocked country, in order.
+    pub fn zone_files(&self) -> Vec<PathBuf> {
+        self.blocked_countries
+            .iter()
+            .map(|cc| self.zone_dir.join(format!("{cc}.zone")))
+            .collect()
+    }
 }
 
 /// `[sip]`
@@ -422,6 +448,7 @@ fn read_config(table: Table, base_dir: &Path, errs: &mut Errors) -> Config {
     let limits = read_limits(top.section(errs, "limits", false), errs);
     let metrics = read_metrics(top.section(errs, "metrics", false), errs);
     let log = read_log(top.section(errs, "log", false), errs);
+    let shield = read_shield(top.section(errs, "shield", false), base_dir, errs);
     let extensions = read_extensions(&mut top, sip.auth_algorithms.as_deref(), errs);
 
     // A TCP SIP listener and the metrics endpoint on the same socket address
@@ -459,6 +486,7 @@ fn read_config(table: Table, base_dir: &Path, errs: &mut Errors) -> Config {
         limits,
         metrics: metrics.unwrap_or_default(),
         log,
+        shield,
         extensions,
     }
 }
@@ -805,6 +833,223 @@ fn read_log(mut sec: Section, errs: &mut Errors) -> LogConfig {
     };
     sec.finish(errs);
     LogConfig { level, format }
+}
+
+/// A list of CIDR prefixes (or addresses) under `key`.
+fn read_cidrs(sec: &mut Section, errs: &mut Errors, key: &'static str) -> Vec<shield::Cidr> {
+    let mut out = Vec::new();
+    if let Absent::Present((path, items)) = sec.array(errs, key) {
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            if let Some(s) = expect_str(errs, &ipath, item) {
+                match s.parse::<shield::Cidr>() {
+                    Ok(c) => out.push(c),
+                    Err(e) => errs.push(&ipath, e.to_string()),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn read_shield(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> ShieldSection {
+    let d = shield::ShieldConfig::default();
+    let enabled = sec.boolean(errs, "enabled", d.enabled);
+    let mut trusted_hosts = Vec::new();
+    let mut trusted = Vec::new();
+    if let Absent::Present((path, items)) = sec.array(errs, "trusted") {
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            let Some(s) = expect_str(errs, &ipath, item) else {
+                continue;
+            };
+            match s.parse::<shield::Cidr>() {
+                Ok(c) => trusted.push(c),
+                Err(e) => {
+                    let looks_like_address = s.contains('/')
+                        || s.contains(':')
+                        || s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                    if !looks_like_address && check_host(&s).is_ok() {
+                        trusted_hosts.push(s.to_ascii_lowercase());
+                    } else if looks_like_address {
+                        errs.push(&ipath, e.to_string());
+                    } else {
+                        errs.push(
+                            &ipath,
+                            format!(
+                                "expected an address, a CIDR prefix or a host name, got {:?}",
+                                clip(&s)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let blocklist = read_cidrs(&mut sec, errs, "blocklist");
+    let mut blocked_countries = Vec::new();
+    if let Absent::Present((path, items)) = sec.array(errs, "blocked_countries") {
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            if let Some(cc) = expect_str(errs, &ipath, item) {
+                if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    let cc = cc.to_ascii_lowercase();
+                    if !blocked_countries.contains(&cc) {
+                        blocked_countries.push(cc);
+                    }
+                } else {
+                    errs.push(
+                        &ipath,
+                        format!(
+                            "expected a two-letter country code like \"cn\", got {:?}",
+                            clip(&cc)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let zone_dir = match sec.string(errs, "zone_dir") {
+        Absent::Present((path, p)) => {
+            if p.is_empty() || p.contains('\0') {
+                errs.push(&path, "must be a directory path");
+            }
+            base_dir.join(p)
+        }
+        _ => base_dir.join("zones"),
+    };
+    let bantime_secs = sec.uint(errs, "bantime_secs", 1, 31_536_000, d.bantime_secs);
+    let bantime_factor = sec.uint(errs, "bantime_factor", 1, 100, d.bantime_factor);
+    let bantime_max_secs = sec.uint(errs, "bantime_max_secs", 1, 31_536_000, d.bantime_max_secs);
+    let recidive_secs = sec.uint(errs, "recidive_secs", 0, 31_536_000, d.recidive_secs);
+    let max_bans = sec.uint(errs, "max_bans", 16, 10_000_000, d.max_bans as u64) as usize;
+    let sources = sec.uint(errs, "sources", 64, 16_777_216, d.sources as u64) as usize;
+    if bantime_max_secs < bantime_secs {
+        errs.push(
+            &sec.key_path("bantime_max_secs"),
+            format!(
+                "must not be below shield.bantime_secs ({bantime_secs}), got {bantime_max_secs}"
+            ),
+        );
+    }
+
+    let mut f = sec.section(errs, "flood", false);
+    let flood = shield::config::FloodConfig {
+        packet_rate: f.uint(errs, "packet_rate", 1, 1_000_000, d.flood.packet_rate),
+        packet_burst: f.uint(errs, "packet_burst", 1, 1_000_000, d.flood.packet_burst),
+        register_per_min: match f.int(errs, "register_per_min", 1, 10_000_000) {
+            Absent::Present((_, v)) => Some(v as u32),
+            _ => None,
+        },
+        invite_per_min: match f.int(errs, "invite_per_min", 1, 10_000_000) {
+            Absent::Present((_, v)) => Some(v as u32),
+            _ => None,
+        },
+        nat_factor: f.uint(errs, "nat_factor", 1, 1000, d.flood.nat_factor),
+    };
+    f.finish(errs);
+
+    let mut a = sec.section(errs, "auth", false);
+    let auth = shield::config::AuthConfig {
+        maxretry: a.uint(errs, "maxretry", 1, 1000, d.auth.maxretry),
+        findtime_secs: a.uint(errs, "findtime_secs", 1, 31_536_000, d.auth.findtime_secs),
+        bantime_secs: a.uint(errs, "bantime_secs", 1, 31_536_000, d.auth.bantime_secs),
+        nat_window_secs: a.uint(
+            errs,
+            "nat_window_secs",
+            0,
+            31_536_000,
+            d.auth.nat_window_secs,
+        ),
+        nat_maxretry: a.uint(errs, "nat_maxretry", 1, 10_000, d.auth.nat_maxretry),
+    };
+    if auth.nat_maxretry < auth.maxretry {
+        errs.push(
+            &a.key_path("nat_maxretry"),
+            format!(
+                "must not be below shield.auth.maxretry ({}), got {}",
+                auth.maxretry, auth.nat_maxretry
+            ),
+        );
+    }
+    a.finish(errs);
+
+    let mut c = sec.section(errs, "account", false);
+    let account = shield::config::AccountConfig {
+        max_failures: c.uint(errs, "max_failures", 1, 100_000, d.account.max_failures),
+        min_sources: c.uint(errs, "min_sources", 1, 1000, d.account.min_sources),
+        window_secs: c.uint(errs, "window_secs", 1, 31_536_000, d.account.window_secs),
+        throttle_secs: c.uint(
+            errs,
+            "throttle_secs",
+            1,
+            31_536_000,
+            d.account.throttle_secs,
+        ),
+        known_source_secs: c.uint(
+            errs,
+            "known_source_secs",
+            60,
+            31_536_000,
+            d.account.known_source_secs,
+        ),
+    };
+    c.finish(errs);
+
+    let mut sc = sec.section(errs, "scan", false);
+    let signatures = sc.boolean(errs, "signatures", d.scan.signatures);
+    let mut extra_signatures = Vec::new();
+    if let Absent::Present((path, items)) = sc.array(errs, "extra_signatures") {
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            if let Some(sig) = expect_str(errs, &ipath, item) {
+                if sig.trim().len() < 3 || sig.len() > 64 {
+                    errs.push(
+                        &ipath,
+                        "a signature is 3 to 64 characters (matched anywhere, case-insensitively)",
+                    );
+                } else {
+                    extra_signatures.push(sig.trim().to_string());
+                }
+            }
+        }
+    }
+    let scan = shield::config::ScanConfig {
+        signatures,
+        extra_signatures,
+        // The distinct-user set has 128 slots: counts past 64 lose accuracy.
+        distinct_users: sc.uint(errs, "distinct_users", 2, 64, d.scan.distinct_users),
+        options_per_min: sc.uint(
+            errs,
+            "options_per_min",
+            1,
+            1_000_000,
+            d.scan.options_per_min,
+        ),
+        raw_ip_per_min: sc.uint(errs, "raw_ip_per_min", 1, 1_000_000, d.scan.raw_ip_per_min),
+    };
+    sc.finish(errs);
+    sec.finish(errs);
+    ShieldSection {
+        config: shield::ShieldConfig {
+            enabled,
+            trusted,
+            blocklist,
+            flood,
+            auth,
+            account,
+            scan,
+            bantime_secs,
+            bantime_factor,
+            bantime_max_secs,
+            recidive_secs,
+            max_bans,
+            sources,
+        },
+        blocked_countries,
+        zone_dir,
+        trusted_hosts,
+    }
 }
 
 fn read_extensions(
@@ -1483,6 +1728,86 @@ allow_remote = false
 level = "info"
 # Only "text" is supported.
 format = "text"
+
+[shield]
+# Intrusion prevention, on by default. false turns every protection off.
+enabled = true
+# Addresses, prefixes or host names never rate-limited or banned (load
+# generators, offices, providers). A trusted address overrides a ban at
+# once. Host names are resolved at start and every 5 minutes; a failed
+# lookup keeps the last known addresses and never stops the server.
+trusted = []
+# Addresses or prefixes always dropped, without a ban record.
+blocklist = []
+# Countries whose traffic is dropped: two-letter codes; each needs a
+# "<cc>.zone" file (ipdeny format, one prefix per line) in zone_dir. An
+# unreadable zone file stops start-up, naming the file.
+blocked_countries = []
+# Relative to this file's directory.
+zone_dir = "zones"
+# Ban length for floods, scanners and enumeration, in seconds. A source
+# banned again within recidive_secs gets bantime_factor times the previous
+# ban, up to bantime_max_secs.
+bantime_secs = 3600
+bantime_factor = 4
+bantime_max_secs = 604800
+recidive_secs = 604800
+# Most bans held at once, and slots of the fixed per-source table (a
+# spoofed flood cannot grow it).
+max_bans = 100000
+sources = 16384
+
+[shield.flood]
+# Per source, before parsing: packets (or TCP messages) per second
+# sustained, and how many at once. More bans the source.
+packet_rate = 10
+packet_burst = 60
+# REGISTER and INVITE requests per source per minute. Unset: scaled by the
+# number of extensions (REGISTER 20 + 4 per extension, INVITE 20 + 2).
+# register_per_min = 100
+# invite_per_min = 60
+# A source with a successful authentication within shield.auth.nat_window_secs
+# (an office NAT) gets these limits times nat_factor.
+nat_factor = 10
+
+[shield.auth]
+# fail2ban semantics, counted in the server (no log in between): maxretry
+# wrong credentials within findtime_secs ban the source for bantime_secs
+# (longer for repeat offenders). A challenge without credentials never
+# counts.
+maxretry = 5
+findtime_secs = 600
+bantime_secs = 3600
+# Behind a shared NAT (a source that authenticated within nat_window_secs)
+# one failing phone blocks only its own user from that source; the source
+# is banned at nat_maxretry failures across several users.
+nat_window_secs = 3600
+nat_maxretry = 20
+
+[shield.account]
+# Distributed guessing: max_failures wrong credentials for one account
+# within window_secs from at least min_sources sources throttle it for
+# throttle_secs: it then authenticates only from sources it registered
+# from within known_source_secs, so its real user keeps working.
+max_failures = 10
+min_sources = 3
+window_secs = 600
+throttle_secs = 3600
+known_source_secs = 604800
+
+[shield.scan]
+# Ban on a known scanner signature (friendly-scanner, sipvicious, sipcli,
+# VaxSIPUserAgent, sundayddr, iWar, sip-scan, pplsip, ...) in User-Agent,
+# From/To/Contact or SDP, without replying.
+signatures = true
+# More signatures: case-insensitive substrings, 3 to 64 characters.
+extra_signatures = []
+# From one source that has not authenticated, per minute: distinct users
+# asked for (2..=64), OPTIONS requests, and requests addressed to the raw
+# IP instead of the domain. More bans the source.
+distinct_users = 30
+options_per_min = 30
+raw_ip_per_min = 30
 
 # One [[extensions]] table per user. "user" is a SIP user token, unique.
 # Credentials: either "password" (at least 12 characters), or the digest

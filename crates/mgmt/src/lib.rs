@@ -11,6 +11,7 @@ pub mod metrics_http;
 pub use config::{
     default_config_text, Config, ConfigError, ConfigErrors, Credential, DigestAlgorithm,
     ExtensionConfig, Listen, ListenParseError, LogConfig, LogFormat, LogLevel, MetricsConfig,
-    RegistrarConfig, SipConfig, StorageConfig, Transport, EXAMPLE_CONFIG, LIMIT_KEYS,
+    RegistrarConfig, ShieldSection, SipConfig, StorageConfig, Transport, EXAMPLE_CONFIG,
+    LIMIT_KEYS,
 };
 pub use metrics_http::{serve_metrics, OPENMETRICS_CONTENT_TYPE};

@@ -44,6 +44,9 @@ pub struct CoreConfig {
     pub max_contacts: usize,
     pub limits: Limits,
     pub secret: [u8; 32],
+    pub shield: shield::ShieldConfig,
+    /// Prefixes of the blocked countries (zone files read by the runtime).
+    pub shield_zones: Arc<Vec<shield::Cidr>>,
 }
 
 impl CoreConfig {
@@ -71,6 +74,8 @@ impl CoreConfig {
             max_contacts: 10,
             limits: Limits::default(),
             secret,
+            shield: shield::ShieldConfig::default(),
+            shield_zones: Arc::new(Vec::new()),
         }
     }
 }
@@ -141,6 +146,8 @@ pub struct Core {
     /// Keys of the hash behind stateless To tags (random per process).
     tag_keys: std::collections::hash_map::RandomState,
     pub(crate) next_id: u64,
+    /// Admission, policy and bans (see the `shield` crate).
+    pub(crate) shield: shield::Shield,
 }
 
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
@@ -168,7 +175,11 @@ impl Core {
         timers.schedule(TimerKey::Expire, now.mono + EXPIRE_EVERY);
         let (max_lingering, max_lingering_bytes) =
             (cfg.limits.max_lingering, cfg.limits.max_lingering_bytes);
+        let mut shield =
+            shield::Shield::new(cfg.shield.clone(), &cfg.shield_zones, &cfg.domain, now);
+        shield.set_extensions(users.len());
         Core {
+            shield,
             nonce_counter: NonceCounter::new(cfg.limits.max_transactions.max(1024) * 4),
             cfg,
             metrics,
@@ -196,6 +207,7 @@ impl Core {
 
     pub fn set_users(&mut self, users: Vec<UserRecord>) {
         self.users = users.into_iter().map(|u| (u.username.clone(), u)).collect();
+        self.shield.set_extensions(self.users.len());
         // Bindings of removed users go with them.
         let users = &self.users;
         self.location.retain_users(|u| users.contains_key(u));
@@ -204,9 +216,11 @@ impl Core {
             .set(self.location.count() as i64);
     }
 
-    pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
+    pub fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig) {
         // Listeners are bound once; keep the ones we have.
         cfg.local_addrs = self.cfg.local_addrs.clone();
+        self.shield
+            .reconfigure(cfg.shield.clone(), &cfg.shield_zones, &cfg.domain, now);
         self.verifier = make_verifier(&cfg);
         let (n, bytes) = (cfg.limits.max_lingering, cfg.limits.max_lingering_bytes);
         self.server_linger.set_max(n, bytes);
@@ -230,6 +244,35 @@ impl Core {
 
     pub fn poll_store(&mut self) -> Option<StoreBatch> {
         self.store_out.pop_front()
+    }
+
+    /// Bans imposed and lifted, throttles: for the kernel, the store, logs
+    /// and notifications.
+    pub fn poll_shield_event(&mut self) -> Option<shield::Event> {
+        let e = self.shield.poll_event()?;
+        if let shield::Event::Banned(b) = &e {
+            self.metrics.shield_ban(b.rule.as_str());
+        }
+        self.metrics
+            .shield_bans_active
+            .set(self.shield.ban_count() as i64);
+        Some(e)
+    }
+
+    /// The shield, for operators' requests (bans, trust, explain).
+    pub fn shield(&mut self) -> &mut shield::Shield {
+        &mut self.shield
+    }
+
+    /// Admission of a new TCP connection from `remote`.
+    pub fn admit_connection(&mut self, now: Now, remote: SocketAddr) -> bool {
+        match self.shield.admit(now, remote.ip()) {
+            shield::Decision::Drop(r) => {
+                self.metrics.shield_drop(r.as_str());
+                false
+            }
+            _ => true,
+        }
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
@@ -272,6 +315,15 @@ impl Core {
     // ----- input ------------------------------------------------------------
 
     pub fn handle_input(&mut self, now: Now, flow: Flow, data: Bytes) {
+        // Admission before parsing: a banned, blocklisted or flooding source
+        // costs a table lookup and gets no reply.
+        let trusted = match self.shield.admit(now, flow.remote.ip()) {
+            shield::Decision::Drop(r) => {
+                self.metrics.shield_drop(r.as_str());
+                return;
+            }
+            d => d == shield::Decision::Trusted,
+        };
         let msg = match sip::parse::parse_datagram(data.clone(), &self.cfg.limits) {
             Ok(m) => m,
             Err(sip::parse::ParseError::KeepAlive) => return,
@@ -288,6 +340,13 @@ impl Core {
             }
         };
         if msg.is_request() {
+            if !trusted {
+                if let shield::Decision::Drop(r) = self.shield.inspect(now, flow.remote.ip(), &msg)
+                {
+                    self.metrics.shield_drop(r.as_str());
+                    return;
+                }
+            }
             self.on_request(now, flow, msg);
         } else {
             self.on_response(now, flow, msg);
@@ -722,6 +781,7 @@ impl Core {
                 }
                 TimerKey::TimerC(id) => self.timer_c(now, id),
                 TimerKey::Expire => {
+                    self.shield.handle_timeout(now);
                     self.shrink_tables();
                     let n = self.location.expire(now.unix);
                     if n > 0 {

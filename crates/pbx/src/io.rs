@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 /// A SIP transport. TLS and WebSocket take their place here later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,12 +102,9 @@ pub struct Transmit {
 }
 
 /// The two clock readings the core needs: monotonic for timers, wall-clock
-/// seconds for nonces and registration expiry (which must survive restarts).
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub mono: Instant,
-    pub unix: u64,
-}
+/// seconds for nonces, registration expiry and bans (which must survive
+/// restarts). One type with the shield's.
+pub use shield::Now;
 
 #[cfg(test)]
 mod tests {

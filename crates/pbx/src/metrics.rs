@@ -30,8 +30,17 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: &'static str,
+}
+
 pub struct Metrics {
     requests: Family<MethodLabel, Counter>,
+    shield_drops: Family<ReasonLabel, Counter>,
+    shield_bans: Family<RuleLabel, Counter>,
+    pub shield_bans_active: Gauge,
+    pub shield_kernel_errors: Counter,
     responses: Family<ResponseLabel, Counter>,
     drops: Family<ReasonLabel, Counter>,
     auth: Family<ResultLabel, Counter>,
@@ -69,6 +78,10 @@ impl Metrics {
     pub fn new(registry: &mut Registry) -> Metrics {
         let m = Metrics {
             requests: Family::default(),
+            shield_drops: Family::default(),
+            shield_bans: Family::default(),
+            shield_bans_active: Gauge::default(),
+            shield_kernel_errors: Counter::default(),
             responses: Family::default(),
             drops: Family::default(),
             auth: Family::default(),
@@ -91,6 +104,26 @@ impl Metrics {
             m.responses.clone(),
         );
         registry.register("sip_drops", "Messages dropped, by reason", m.drops.clone());
+        registry.register(
+            "shield_drops",
+            "Packets, messages and connections the shield dropped without a reply, by reason",
+            m.shield_drops.clone(),
+        );
+        registry.register(
+            "shield_bans",
+            "Bans imposed, by rule",
+            m.shield_bans.clone(),
+        );
+        registry.register(
+            "shield_bans_active",
+            "Sources banned now",
+            m.shield_bans_active.clone(),
+        );
+        registry.register(
+            "shield_kernel_errors",
+            "Failed updates of the kernel's ban sets (retried; the shield drops in-process meanwhile)",
+            m.shield_kernel_errors.clone(),
+        );
         registry.register("auth", "Digest authentication outcomes", m.auth.clone());
         registry.register("register", "REGISTER outcomes", m.register.clone());
         registry.register(
@@ -152,6 +185,16 @@ impl Metrics {
 
     pub fn drop_reason(&self, reason: &'static str) {
         self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn shield_drop(&self, reason: &'static str) {
+        self.shield_drops
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn shield_ban(&self, rule: &'static str) {
+        self.shield_bans.get_or_create(&RuleLabel { rule }).inc();
     }
 
     pub fn auth(&self, result: &'static str) {

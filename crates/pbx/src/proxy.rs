@@ -58,7 +58,7 @@ impl Core {
     /// An out-of-dialog request for a local user: authenticate the caller,
     /// then fork to the user's contacts.
     pub(crate) fn proxy_to_user(&mut self, now: Now, flow: Flow, key: ServerKey, mut msg: Message) {
-        let caller = match self.authenticate(now, &msg, true) {
+        let caller = match self.authenticate(now, flow.remote.ip(), &msg, true) {
             Auth::Ok(u) => u,
             // A reused nonce count on an INVITE is never a retransmission
             // (the INVITE transaction absorbs those): challenge again.

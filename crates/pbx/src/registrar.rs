@@ -33,7 +33,17 @@ impl Auth {
 impl Core {
     /// Checks every credential line for our realm (RFC 3261 §22.3: a request
     /// may carry several); unknown schemes are ignored (RFC 4475 regaut01).
-    pub(crate) fn authenticate(&mut self, now: Now, msg: &Message, proxy: bool) -> Auth {
+    /// Outcomes go to the shield: a wrong credential counts against the
+    /// source and the account, a success marks the source as known; an
+    /// account the shield holds back from `ip` is answered like a wrong
+    /// password (after the same digest work, so no timing tells).
+    pub(crate) fn authenticate(
+        &mut self,
+        now: Now,
+        ip: std::net::IpAddr,
+        msg: &Message,
+        proxy: bool,
+    ) -> Auth {
         let name = if proxy {
             HeaderName::ProxyAuthorization
         } else {
@@ -71,16 +81,25 @@ impl Core {
                 now.unix,
                 &mut self.nonce_counter,
             );
+            let known = ha1.is_some();
             match outcome {
+                AuthOutcome::Ok { .. } if !self.shield.auth_allowed(now, ip, &creds.username) => {
+                    self.metrics.auth("held_back");
+                    self.shield.auth_failed(now, ip, &creds.username, known);
+                }
                 AuthOutcome::Ok { .. } => {
                     self.metrics.auth("ok");
+                    self.shield.auth_ok(now, ip, &creds.username);
                     return Auth::Ok(creds.username.into_owned());
                 }
                 AuthOutcome::Stale => {
                     self.metrics.auth("stale");
                     stale = true;
                 }
-                AuthOutcome::BadResponse => self.metrics.auth("bad_credentials"),
+                AuthOutcome::BadResponse => {
+                    self.metrics.auth("bad_credentials");
+                    self.shield.auth_failed(now, ip, &creds.username, known);
+                }
                 AuthOutcome::BadNonce => self.metrics.auth("bad_nonce"),
                 AuthOutcome::Replay => {
                     self.metrics.auth("replay");
@@ -121,7 +140,7 @@ impl Core {
     }
 
     pub(crate) fn register(&mut self, now: Now, flow: Flow, key: ServerKey, msg: Message) {
-        let user = match self.authenticate(now, &msg, false) {
+        let user = match self.authenticate(now, flow.remote.ip(), &msg, false) {
             Auth::Ok(u) => u,
             Auth::Replayed(u) if self.is_register_retransmission(&u, &msg, now) => {
                 // Registrations are answered and forgotten (no Timer J

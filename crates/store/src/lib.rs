@@ -1,4 +1,5 @@
-//! Persistence for hardline: users (HA1 digests only) and registrations.
+//! Persistence for hardline: users (HA1 digests only), registrations and
+//! the shield's bans.
 //!
 //! SQLite is the embedded default. All SQL is portable and runs through
 //! `sqlx::Any`; dialect differences live in [`backend`] only, so PostgreSQL
@@ -23,6 +24,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use backend::Backend;
 pub use error::StoreError;
 pub use model::{Binding, RegOp, UserRecord};
+pub use shield::{BanAction, BanEvent, BanRecord, BanRequest, TrustedRecord};
 
 /// SQLite `synchronous` level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +104,8 @@ macro_rules! read {
         }
     }};
 }
+
+mod shield;
 
 /// A write transaction on the held writer connection.
 type Tx<'c> = Transaction<'c, Any>;
@@ -298,25 +302,31 @@ impl Store {
     /// Counter bumped in the same transaction as every user change; poll it
     /// to notice edits made by another process (the CLI).
     pub async fn users_generation(&self) -> Result<i64, StoreError> {
+        self.generation(sql::USERS_GENERATION_KEY).await
+    }
+
+    async fn generation(&self, key: &str) -> Result<i64, StoreError> {
         let value = self
-            .meta_get(sql::USERS_GENERATION_KEY)
+            .meta_get(key)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("users generation counter missing".to_owned()))?;
+            .ok_or_else(|| StoreError::Corrupt(format!("counter {key} missing")))?;
         value
             .parse()
-            .map_err(|_| StoreError::Corrupt(format!("users generation counter is {value:?}")))
+            .map_err(|_| StoreError::Corrupt(format!("counter {key} is {value:?}")))
     }
 
     async fn bump_users_generation(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        self.bump_generation(tx, sql::USERS_GENERATION_KEY).await
+    }
+
+    async fn bump_generation(&self, tx: &mut Tx<'_>, key: &str) -> Result<(), StoreError> {
         let updated = sqlx::query(&self.backend.sql(sql::USERS_GENERATION_BUMP))
-            .bind(sql::USERS_GENERATION_KEY)
+            .bind(key)
             .execute(&mut **tx)
             .await?
             .rows_affected();
         if updated != 1 {
-            return Err(StoreError::Corrupt(
-                "users generation counter missing".to_owned(),
-            ));
+            return Err(StoreError::Corrupt(format!("counter {key} missing")));
         }
         Ok(())
     }

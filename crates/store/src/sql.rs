@@ -4,23 +4,24 @@
 
 /// Schema migrations; entry `i` upgrades version `i` to `i + 1`. Append only:
 /// never edit a released entry.
-pub(crate) const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE meta (
+pub(crate) const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE meta (
         name TEXT NOT NULL PRIMARY KEY,
         value TEXT NOT NULL
     )",
-    "INSERT INTO meta (name, value) VALUES ('store.users_generation', '0')",
-    "CREATE TABLE users (
+        "INSERT INTO meta (name, value) VALUES ('store.users_generation', '0')",
+        "CREATE TABLE users (
         username TEXT NOT NULL PRIMARY KEY CHECK (username <> ''),
         ha1_md5 TEXT NOT NULL,
         ha1_sha256 TEXT NOT NULL,
         display_name TEXT,
         created_at BIGINT NOT NULL
     )",
-    // No foreign key to users: one stale op for a user deleted meanwhile by
-    // the CLI must not fail a whole group commit of other users' REGISTERs.
-    // user_remove deletes the bindings itself, in the same transaction.
-    "CREATE TABLE bindings (
+        // No foreign key to users: one stale op for a user deleted meanwhile by
+        // the CLI must not fail a whole group commit of other users' REGISTERs.
+        // user_remove deletes the bindings itself, in the same transaction.
+        "CREATE TABLE bindings (
         aor TEXT NOT NULL CHECK (aor <> ''),
         contact TEXT NOT NULL CHECK (contact <> ''),
         expires_at BIGINT NOT NULL,
@@ -33,8 +34,45 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[&[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (aor, contact)
     )",
-    "CREATE INDEX bindings_expires_at ON bindings (expires_at)",
-]];
+        "CREATE INDEX bindings_expires_at ON bindings (expires_at)",
+    ],
+    &[
+        // The shield: bans in force (source is an IPv4 address or an IPv6 /64),
+        // their history, the operators' requests queued by the CLI, and the
+        // run-time trusted list.
+        "CREATE TABLE bans (
+        source TEXT NOT NULL PRIMARY KEY,
+        rule TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        since BIGINT NOT NULL,
+        until_at BIGINT,
+        offense BIGINT NOT NULL
+    )",
+        "CREATE TABLE ban_events (
+        at BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        event TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )",
+        "CREATE INDEX ban_events_at ON ban_events (at)",
+        "CREATE INDEX ban_events_source ON ban_events (source)",
+        "CREATE TABLE ban_requests (
+        id BIGINT NOT NULL PRIMARY KEY,
+        action TEXT NOT NULL CHECK (action IN ('ban', 'unban')),
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        secs BIGINT,
+        requested_at BIGINT NOT NULL
+    )",
+        "CREATE TABLE trusted (
+        entry TEXT NOT NULL PRIMARY KEY,
+        note TEXT NOT NULL,
+        added_at BIGINT NOT NULL
+    )",
+        "INSERT INTO meta (name, value) VALUES ('store.shield_generation', '0')",
+    ],
+];
 
 /// Highest schema version this code understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -52,6 +90,7 @@ pub(crate) const USERS_GENERATION_KEY: &str = "store.users_generation";
 pub(crate) const META_GET: &str = "SELECT value FROM meta WHERE name = ?";
 pub(crate) const META_SET: &str = "INSERT INTO meta (name, value) VALUES (?, ?) \
      ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+/// Bumps a counter in `meta` (the users or the shield generation).
 pub(crate) const USERS_GENERATION_BUMP: &str =
     "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE name = ?";
 
@@ -107,6 +146,36 @@ pub(crate) const BINDING_FOR: &str = "SELECT aor, contact, expires_at, call_id, 
      WHERE aor = ? AND expires_at > ? ORDER BY contact";
 pub(crate) const BINDING_PURGE: &str = "DELETE FROM bindings WHERE expires_at <= ?";
 
+pub(crate) const SHIELD_GENERATION_KEY: &str = "store.shield_generation";
+pub(crate) const BAN_UPSERT: &str = "INSERT INTO bans \
+     (source, rule, evidence, since, until_at, offense) VALUES (?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (source) DO UPDATE SET rule = excluded.rule, evidence = excluded.evidence, \
+     since = excluded.since, until_at = excluded.until_at, offense = excluded.offense";
+pub(crate) const BAN_DELETE: &str = "DELETE FROM bans WHERE source = ?";
+pub(crate) const BAN_LOAD: &str =
+    "SELECT source, rule, evidence, since, until_at, offense FROM bans ORDER BY source";
+pub(crate) const BAN_EVENT_INSERT: &str =
+    "INSERT INTO ban_events (at, source, event, rule, detail) VALUES (?, ?, ?, ?, ?)";
+pub(crate) const BAN_EVENTS_PRUNE: &str = "DELETE FROM ban_events WHERE at < ?";
+/// Keeps the newest [`BAN_EVENTS_MAX`] events.
+pub(crate) const BAN_EVENTS_CAP: &str = "DELETE FROM ban_events WHERE at < \
+     (SELECT at FROM ban_events ORDER BY at DESC LIMIT 1 OFFSET 100000)";
+pub(crate) const BAN_EVENTS_FOR: &str = "SELECT at, source, event, rule, detail FROM ban_events \
+     WHERE source = ? ORDER BY at DESC LIMIT ?";
+pub(crate) const BAN_EVENTS_ALL: &str =
+    "SELECT at, source, event, rule, detail FROM ban_events ORDER BY at DESC LIMIT ?";
+pub(crate) const BAN_REQUEST_INSERT: &str = "INSERT INTO ban_requests \
+     (id, action, source, reason, secs, requested_at) \
+     SELECT COALESCE(MAX(id), 0) + 1, ?, ?, ?, ?, ? FROM ban_requests";
+pub(crate) const BAN_REQUEST_LIST: &str = "SELECT id, action, source, reason, secs, requested_at \
+     FROM ban_requests ORDER BY id";
+pub(crate) const BAN_REQUEST_DELETE_UPTO: &str = "DELETE FROM ban_requests WHERE id <= ?";
+pub(crate) const TRUSTED_INSERT: &str =
+    "INSERT INTO trusted (entry, note, added_at) VALUES (?, ?, ?) \
+     ON CONFLICT (entry) DO UPDATE SET note = excluded.note";
+pub(crate) const TRUSTED_DELETE: &str = "DELETE FROM trusted WHERE entry = ?";
+pub(crate) const TRUSTED_LIST: &str = "SELECT entry, note, added_at FROM trusted ORDER BY entry";
+
 /// Every statement above, for checks over the whole set.
 #[cfg(test)]
 pub(crate) const ALL: &[&str] = &[
@@ -127,4 +196,18 @@ pub(crate) const ALL: &[&str] = &[
     BINDING_LOAD,
     BINDING_FOR,
     BINDING_PURGE,
+    BAN_UPSERT,
+    BAN_DELETE,
+    BAN_LOAD,
+    BAN_EVENT_INSERT,
+    BAN_EVENTS_PRUNE,
+    BAN_EVENTS_CAP,
+    BAN_EVENTS_FOR,
+    BAN_EVENTS_ALL,
+    BAN_REQUEST_INSERT,
+    BAN_REQUEST_LIST,
+    BAN_REQUEST_DELETE_UPTO,
+    TRUSTED_INSERT,
+    TRUSTED_DELETE,
+    TRUSTED_LIST,
 ];

@@ -122,3 +122,120 @@ fn url_escapes_everything_but_unreserved() {
     let url = sqlite_url(Path::new("/tmp/a b/c#d?e%f/ü.db")).unwrap();
     assert_eq!(url, "sqlite:///tmp/a%20b/c%23d%3Fe%25f/%C3%BC.db?mode=rwc");
 }
+
+#[tokio::test]
+async fn bans_requests_and_trust_round_trip() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open_sqlite(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    let ban = |source: &str, until: Option<i64>| BanRecord {
+        source: source.to_owned(),
+        rule: "flood".to_owned(),
+        evidence: "61 packets at once".to_owned(),
+        since: 100,
+        until,
+        offense: 1,
+    };
+    let event = |at: i64, source: &str| BanEvent {
+        at,
+        source: source.to_owned(),
+        event: "banned".to_owned(),
+        rule: "flood".to_owned(),
+        detail: String::new(),
+    };
+    store
+        .bans_write(
+            &[
+                ban("203.0.113.9", Some(4000)),
+                ban("2001:db8:1:2::/64", None),
+            ],
+            &[],
+            &[event(100, "203.0.113.9")],
+            100,
+        )
+        .await
+        .unwrap();
+    // Replacing and ending in one transaction.
+    let mut again = ban("203.0.113.9", Some(9000));
+    again.offense = 2;
+    store
+        .bans_write(
+            &[again.clone()],
+            &["2001:db8:1:2::/64".to_owned()],
+            &[],
+            200,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.bans_load().await.unwrap(), vec![again]);
+    assert_eq!(
+        store
+            .ban_events(Some("203.0.113.9"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Old history goes.
+    store
+        .bans_write(
+            &[],
+            &[],
+            &[event(100 + 91 * 86_400, "x")],
+            100 + 91 * 86_400,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.ban_events(None, 10).await.unwrap().len(), 1);
+
+    // The CLI's queue, in order, and the generation the server polls.
+    let g0 = store.shield_generation().await.unwrap();
+    store
+        .ban_request(
+            BanAction::Ban,
+            "198.51.100.7",
+            "seen in logs",
+            Some(60),
+            300,
+        )
+        .await
+        .unwrap();
+    store
+        .ban_request(BanAction::Unban, "203.0.113.9", "", None, 301)
+        .await
+        .unwrap();
+    assert_eq!(store.shield_generation().await.unwrap(), g0 + 2);
+    let reqs = store.ban_requests().await.unwrap();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        (reqs[0].id, reqs[0].action.clone(), reqs[0].secs),
+        (1, BanAction::Ban, Some(60))
+    );
+    assert_eq!(reqs[1].action, BanAction::Unban);
+    store.ban_requests_done(reqs[0].id).await.unwrap();
+    assert_eq!(store.ban_requests().await.unwrap().len(), 1);
+
+    store
+        .trusted_add("192.0.2.0/24", "office", 5)
+        .await
+        .unwrap();
+    store
+        .trusted_add("sip.provider.example", "", 6)
+        .await
+        .unwrap();
+    assert_eq!(store.trusted_list().await.unwrap().len(), 2);
+    assert!(store.trusted_remove("192.0.2.0/24").await.unwrap());
+    assert!(!store.trusted_remove("192.0.2.0/24").await.unwrap());
+    assert_eq!(store.shield_generation().await.unwrap(), g0 + 5);
+    store.close().await;
+
+    // Everything survives a reopen.
+    let store = Store::open_sqlite(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.bans_load().await.unwrap().len(), 1);
+    assert_eq!(store.trusted_list().await.unwrap().len(), 1);
+    store.close().await;
+}

@@ -96,6 +96,12 @@ impl Server {
             "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip_extra}\n[storage]\npath = \"hardline.db\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
         );
         cfg.push_str(extra);
+        // These tests drive the server from loopback at load-generator
+        // rates; like an operator's load generator, loopback is trusted.
+        // The shield's own tests (tests/shield.rs) run without this.
+        if !extra.contains("[shield]") {
+            cfg.push_str("\n[shield]\ntrusted = [\"127.0.0.0/8\"]\n");
+        }
         for u in default_users() {
             cfg.push_str(&format!(
                 "\n[[extensions]]\nuser = \"{u}\"\npassword = \"{}\"\n",
@@ -296,6 +302,27 @@ pub fn sipp_spawn(
     local_port: u16,
     extra: &[&str],
 ) -> Sipp {
+    sipp_spawn_from(
+        server,
+        name,
+        scenario_file,
+        transport,
+        "127.0.0.1",
+        local_port,
+        extra,
+    )
+}
+
+/// [`sipp_spawn`] with SIPp's packets coming from `local_ip`.
+pub fn sipp_spawn_from(
+    server: &Server,
+    name: &str,
+    scenario_file: &str,
+    transport: &str,
+    local_ip: &str,
+    local_port: u16,
+    extra: &[&str],
+) -> Sipp {
     require_tool("sipp", "sip-tester");
     let out = server.dir.join(format!("sipp-{name}"));
     std::fs::create_dir_all(&out).unwrap();
@@ -307,7 +334,7 @@ pub fn sipp_spawn(
         .arg(server.addr().to_string())
         .arg("-sf")
         .arg(scenario(scenario_file))
-        .args(["-t", transport, "-i", "127.0.0.1", "-p"])
+        .args(["-t", transport, "-i", local_ip, "-p"])
         .arg(local_port.to_string())
         .args(["-nostdin", "-trace_err", "-trace_msg"])
         .args(["-recv_timeout", "15000", "-timeout", "40s"])
@@ -373,6 +400,27 @@ pub fn register(
     transport: &str,
     expires: u32,
 ) {
+    register_from(
+        server,
+        "127.0.0.1",
+        user,
+        contact,
+        ctransport,
+        transport,
+        expires,
+    );
+}
+
+/// [`register`] with SIPp's packets coming from `local_ip`.
+pub fn register_from(
+    server: &Server,
+    local_ip: &str,
+    user: &str,
+    contact: &str,
+    ctransport: &str,
+    transport: &str,
+    expires: u32,
+) {
     let csv = users_csv(
         &server.dir,
         &format!("reg-{user}.csv"),
@@ -380,11 +428,13 @@ pub fn register(
     );
     let csv = csv.to_string_lossy().into_owned();
     let exp = expires.to_string();
-    sipp_run(
+    sipp_spawn_from(
         server,
         &format!("reg-{user}-{}", COUNTER.fetch_add(1, Ordering::SeqCst)),
         "reg.xml",
         transport,
+        local_ip,
+        free_port(),
         &[
             "-inf",
             &csv,
@@ -402,7 +452,8 @@ pub fn register(
             "-auth_uri",
             DOMAIN,
         ],
-    );
+    )
+    .expect_success(server);
 }
 
 /// Runs `hardline check-config --config path`.
@@ -436,4 +487,69 @@ pub fn answer_challenge(
     let challenge = sip::auth::Challenge::parse(value).unwrap();
     sip::auth::client_authorization(&challenge, method, uri, user, &password(user), cnonce, 1)
         .unwrap()
+}
+
+/// A minimal UDP SIP client for REGISTERs, from a chosen local address.
+pub struct Client {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    n: u32,
+    last: String,
+}
+
+impl Client {
+    pub fn new(server: SocketAddr) -> Client {
+        Client::new_from("127.0.0.1", server)
+    }
+
+    /// A client whose requests come from `ip` (any 127/8 address works on
+    /// loopback).
+    pub fn new_from(ip: &str, server: SocketAddr) -> Client {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Client {
+            sock,
+            server,
+            n: 0,
+            last: String::new(),
+        }
+    }
+
+    pub fn register(&mut self, user: &str, auth: Option<&str>, call_id: &str) -> String {
+        self.n += 1;
+        let local = self.sock.local_addr().unwrap();
+        let mut m = format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-c{}-{:x}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=ft{}\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{local}>\r\nExpires: 120\r\n",
+            self.n,
+            call_id.len() * 7919 + self.n as usize,
+            self.n,
+            self.n
+        );
+        if let Some(a) = auth {
+            m.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        m.push_str("Content-Length: 0\r\n\r\n");
+        self.last = m;
+        self.resend()
+    }
+
+    /// Sends the last request again, byte for byte (a retransmission).
+    pub fn resend(&mut self) -> String {
+        self.sock
+            .send_to(self.last.as_bytes(), self.server)
+            .unwrap();
+        let mut buf = [0u8; 65535];
+        let (n, _) = self
+            .sock
+            .recv_from(&mut buf)
+            .expect("no answer to REGISTER");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+pub fn challenges(resp: &str) -> Vec<String> {
+    resp.lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .map(|s| s.trim().to_string())
+        .collect()
 }

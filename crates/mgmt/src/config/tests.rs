@@ -90,6 +90,11 @@ fn minimal_config_gets_secure_defaults() {
     assert_eq!(c.log.level, LogLevel::Info);
     assert_eq!(c.log.format, LogFormat::Text);
     assert!(c.extensions.is_empty());
+    // The shield is on, with its defaults, without a [shield] section.
+    assert_eq!(c.shield.config, shield::ShieldConfig::default());
+    assert!(c.shield.config.enabled);
+    assert!(c.shield.blocked_countries.is_empty());
+    assert_eq!(c.shield.zone_dir, Path::new("/etc/hardline/zones"));
 }
 
 #[test]
@@ -112,6 +117,7 @@ fn example_config_parses_and_documents_every_key() {
     assert_eq!(c.registrar, RegistrarConfig::default());
     assert_eq!(c.metrics, MetricsConfig::default());
     assert_eq!(c.log, LogConfig::default());
+    assert_eq!(c.shield.config, shield::ShieldConfig::default());
     assert_eq!(c.sip.nonce_lifetime_secs, 300);
     for key in LIMIT_KEYS {
         assert!(
@@ -1032,4 +1038,75 @@ fn suggestion_distance() {
     assert_eq!(edit_distance("kitten", "sitting"), 3);
     assert_eq!(suggest("zzz", &["path", "listen"]), None);
     assert_eq!(suggest("PATH", &["path"]), Some("path"));
+}
+
+#[test]
+fn shield_section_is_read_and_checked() {
+    let c = ok(&with(
+        r#"[shield]
+trusted = ["192.0.2.0/24", "2001:db8::1", "sip.Provider.example"]
+blocklist = ["198.51.100.0/24"]
+blocked_countries = ["CN", "ru", "cn"]
+zone_dir = "/var/lib/zones"
+bantime_secs = 600
+[shield.flood]
+packet_rate = 50
+register_per_min = 500
+[shield.auth]
+maxretry = 3
+[shield.scan]
+extra_signatures = ["EvilTool"]
+"#,
+    ));
+    let s = &c.shield;
+    assert_eq!(s.config.trusted.len(), 2);
+    assert_eq!(s.trusted_hosts, vec!["sip.provider.example".to_string()]);
+    assert_eq!(
+        s.blocked_countries,
+        vec!["cn".to_string(), "ru".to_string()]
+    );
+    assert_eq!(
+        s.zone_files(),
+        vec![
+            PathBuf::from("/var/lib/zones/cn.zone"),
+            PathBuf::from("/var/lib/zones/ru.zone")
+        ]
+    );
+    assert_eq!(s.config.bantime_secs, 600);
+    assert_eq!(s.config.flood.packet_rate, 50);
+    assert_eq!(s.config.flood.register_per_min, Some(500));
+    assert_eq!(s.config.flood.invite_per_min, None);
+    assert_eq!(s.config.auth.maxretry, 3);
+    assert_eq!(s.config.scan.extra_signatures, vec!["EvilTool".to_string()]);
+
+    one_error(
+        &with("[shield]\ntrusted = [\"192.0.2.1/24\"]\n"),
+        "shield.trusted[0]",
+        "did you mean 192.0.2.0/24?",
+    );
+    one_error(
+        &with("[shield]\nblocked_countries = [\"china\"]\n"),
+        "shield.blocked_countries[0]",
+        "two-letter",
+    );
+    one_error(
+        &with("[shield.flood]\npacket_rat = 5\n"),
+        "shield.flood.packet_rat",
+        "did you mean \"packet_rate\"",
+    );
+    one_error(
+        &with("[shield.auth]\nmaxretry = 30\n"),
+        "shield.auth.nat_maxretry",
+        "must not be below shield.auth.maxretry (30)",
+    );
+    one_error(
+        &with("[shield]\nenabled = \"yes\"\n"),
+        "shield.enabled",
+        "expected a boolean",
+    );
+    one_error(
+        &with("[shield.scan]\ndistinct_users = 100\n"),
+        "shield.scan.distinct_users",
+        "between 2 and 64",
+    );
 }
