@@ -36,7 +36,9 @@ def main() -> None:
     # SIPp is the load generator: trusted, as an operator would trust theirs
     # (the shield still looks every packet up; its own benchmark floods from
     # an untrusted address).
-    out += ["[shield]", 'trusted = ["127.0.0.0/8"]', ""]
+    # The benchmark runs in the host's network namespace: bans in-process
+    # (no nftables table of ours on the host).
+    out += ["[shield]", 'trusted = ["127.0.0.0/8"]', "kernel = false", ""]
     if a.max_transactions is not None:
         out += ["[limits]", f"max_transactions = {a.max_transactions}", ""]
     for u in range(a.first, a.first + a.users):

@@ -289,7 +289,7 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
     let core_cfg = setup::core_config(&cfg, &locals, secret, zones);
     let seed: u64 = rand::random();
     let core = Core::new(core_cfg, users, bindings, start, seed, metrics.clone());
-    let kernel = shield_rt::start_kernel(cfg.shield.config.enabled, metrics.clone());
+    let kernel = shield_rt::start_kernel(&cfg.shield.config, metrics.clone());
     if !cfg.shield.config.enabled {
         warn!("shield disabled (shield.enabled = false): no flood limits, no bans, no scanner blocking");
     }

@@ -29,8 +29,11 @@ pub struct Kernel {
 
 /// Opens nftables when the shield is on and it is available; otherwise the
 /// shield drops in-process, which is said once, loudly.
-pub fn start_kernel(enabled: bool, rt_metrics: Arc<pbx::Metrics>) -> Kernel {
-    let enforcer: Box<dyn Enforcer> = if !enabled {
+pub fn start_kernel(cfg: &shield::ShieldConfig, rt_metrics: Arc<pbx::Metrics>) -> Kernel {
+    let enforcer: Box<dyn Enforcer> = if !cfg.enabled {
+        Box::new(InProcess)
+    } else if !cfg.kernel {
+        info!("shield: kernel enforcement off (shield.kernel = false); banned sources are dropped in-process");
         Box::new(InProcess)
     } else {
         match Nft::open() {

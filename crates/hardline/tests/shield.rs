@@ -12,91 +12,6 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A network namespace that the calling thread (and every process it
-/// starts) lives in until the end of the test; deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn enter(tag: &str) -> Netns {
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "the shield tests need root (network namespaces, nftables); CI runs them as root"
-        );
-        require_tool("ip", "iproute2");
-        require_tool("nft", "nftables");
-        let name = format!("hl{}-{tag}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let st = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip netns add {name} failed");
-        let f = std::fs::File::open(format!("/var/run/netns/{name}")).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) on a namespace fd we hold; it moves this thread
-        // only, which is the test's own.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        let st = Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        Netns { name }
-    }
-
-    /// Makes `ip` the source of packets to 127.0.0.1 from sockets that do
-    /// not bind an address (svwar and svcrack 0.3.3 ignore their `-b`).
-    fn default_source(&self, ip: &str) {
-        let st = Command::new("ip")
-            .args([
-                "route",
-                "replace",
-                "local",
-                "127.0.0.1/32",
-                "dev",
-                "lo",
-                "src",
-                ip,
-                "table",
-                "local",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    /// `nft list set inet hardline SET` in this namespace.
-    fn set(&self, set: &str) -> String {
-        let out = Command::new("nft")
-            .args(["list", "set", "inet", "hardline", set])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn banned_in_kernel(&self, ip: &str) -> bool {
-        let set = self.set("ban4");
-        set.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .any(|w| w == ip)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 /// The shield's config for these tests: the defaults, nothing trusted
 /// (the tests' own address 127.0.0.1 included) unless `extra` says so.
 fn start(tag: &str, extra: &str) -> Server {
@@ -312,7 +227,12 @@ fn own_enumerator_slow_and_distributed_guessers() {
 #[test]
 fn floods_are_cut_off_while_a_real_ua_keeps_calling() {
     let ns = Netns::enter("flood");
-    let s = start("shield-flood", "");
+    // The real UA places 100 calls in 20 s from one extension (a busy
+    // line): above the default toll-fraud brake of 10 calls a minute.
+    let s = start(
+        "shield-flood",
+        "[shield]\n[shield.calls]\nper_minute = 600\nmax_concurrent = 20\n",
+    );
     // The real users: 2000 answers calls at 127.0.0.60, 1000 calls from
     // 127.0.0.61; neither is trusted.
     let uas_port = free_port();
@@ -641,5 +561,174 @@ fn sipvicious_finds_nothing_cracks_nothing_and_ends_up_in_the_kernel() {
     assert_eq!(
         login(&me, s.addr(), "1000", &password("1000"), 1).as_deref(),
         Some("SIP/2.0 200 OK")
+    );
+}
+
+#[test]
+fn blocked_countries_come_from_zone_files() {
+    let _ns = Netns::enter("zones");
+    // An unreadable zone file stops check-config (and start-up), naming it.
+    let dir = temp_dir("zones-missing");
+    let cfg = dir.join("hardline.toml");
+    std::fs::write(
+        &cfg,
+        format!("[sip]\nlisten = [\"udp:127.0.0.1:{}\"]\ndomain = \"{DOMAIN}\"\n[shield]\nblocked_countries = [\"xx\"]\n", free_port()),
+    )
+    .unwrap();
+    let out = check_config(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("xx.zone"), "{err}");
+
+    // With the file, its prefixes get no answer; others do.
+    let mut s = start_with_zone("shield-zones", "# test zone\n127.0.0.77/32\n");
+    let blocked = UdpSocket::bind("127.0.0.77:0").unwrap();
+    let other = UdpSocket::bind("127.0.0.78:0").unwrap();
+    let m = register_msg(&blocked, "1000", 1, "Yealink", None);
+    assert!(exchange(&blocked, s.addr(), &m, Duration::from_millis(500)).is_none());
+    let m = register_msg(&other, "1000", 1, "Yealink", None);
+    assert!(exchange(&other, s.addr(), &m, Duration::from_millis(1500)).is_some());
+    assert!(s.metrics().contains("reason=\"blocklist\""));
+    assert!(s.stop());
+}
+
+/// A server blocking country "xx", whose zone file holds `zone`.
+fn start_with_zone(tag: &str, zone: &str) -> Server {
+    let dir = temp_dir(&format!("{tag}-zones"));
+    std::fs::write(dir.join("xx.zone"), zone).unwrap();
+    start(
+        tag,
+        &format!(
+            "[shield]\nblocked_countries = [\"xx\"]\nzone_dir = \"{}\"\n",
+            dir.display()
+        ),
+    )
+}
+
+/// An INVITE from `sock` for `target`, with credentials of `from_user` when
+/// `auth` is given (answering `challenge`, a 407).
+fn invite_msg(
+    sock: &UdpSocket,
+    from: &str,
+    target: &str,
+    call: &str,
+    auth: Option<&str>,
+) -> String {
+    let local = sock.local_addr().unwrap();
+    let mut m = format!(
+        "INVITE sip:{target}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call}-{}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}>;tag=f-{call}\r\nTo: <sip:{target}@{DOMAIN}>\r\nCall-ID: {call}\r\nCSeq: {} INVITE\r\nContact: <sip:x@{local}>\r\n",
+        u8::from(auth.is_some()),
+        1 + u8::from(auth.is_some()),
+    );
+    if let Some(a) = auth {
+        m.push_str(&format!("Proxy-Authorization: {a}\r\n"));
+    }
+    m.push_str("Content-Length: 0\r\n\r\n");
+    m
+}
+
+/// The first line of the first answer other than 100 Trying, and whether a
+/// 100 Trying came first (the call was forwarded).
+fn call_answer(sock: &UdpSocket, server: SocketAddr, msg: &str) -> (bool, String) {
+    sock.send_to(msg.as_bytes(), server).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut trying = false;
+    let mut buf = [0u8; 65535];
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let line = r.lines().next().unwrap_or("").to_string();
+        if line.starts_with("SIP/2.0 100") {
+            trying = true;
+            continue;
+        }
+        return (trying, r);
+    }
+    (trying, String::new())
+}
+
+/// An authenticated INVITE from 1000 to 2000: the answer after the 407.
+fn authed_call(sock: &UdpSocket, server: SocketAddr, call: &str) -> (bool, String) {
+    let (_, challenge) = call_answer(
+        sock,
+        server,
+        &invite_msg(sock, &format!("1000@{DOMAIN}"), "2000", call, None),
+    );
+    assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
+    let auth = answer_challenge(
+        &challenge,
+        "Proxy-Authenticate",
+        "INVITE",
+        &format!("sip:2000@{DOMAIN}"),
+        "1000",
+        call,
+    );
+    call_answer(
+        sock,
+        server,
+        &invite_msg(sock, &format!("1000@{DOMAIN}"), "2000", call, Some(&auth)),
+    )
+}
+
+#[test]
+fn per_extension_call_limits_and_public_aliases() {
+    let _ns = Netns::enter("calls");
+    let s = start(
+        "shield-calls",
+        "[shield]\n[shield.calls]\nmax_concurrent = 2\nper_minute = 3\npublic_aliases = { sales = \"2000\" }\n",
+    );
+    let server = s.addr();
+    // 2000's phone: registered, never answers (calls stay ringing).
+    let callee = UdpSocket::bind("127.0.0.40:0").unwrap();
+    let phone = UdpSocket::bind("127.0.0.41:0").unwrap();
+    let contact = callee.local_addr().unwrap().to_string();
+    register_from(&s, "127.0.0.41", "2000", &contact, "udp", "u1", 300);
+    drop(phone);
+
+    let caller = UdpSocket::bind("127.0.0.42:0").unwrap();
+    assert!(
+        authed_call(&caller, server, "lim-1").0,
+        "first call forwarded"
+    );
+    assert!(
+        authed_call(&caller, server, "lim-2").0,
+        "second call forwarded"
+    );
+    let (fwd, third) = authed_call(&caller, server, "lim-3");
+    assert!(
+        !fwd && third.starts_with("SIP/2.0 403 Call Limit Reached"),
+        "{third}"
+    );
+    assert!(s.log_text().contains("per-extension call limit"));
+
+    // A public alias: callable without credentials from outside, routed to
+    // its extension only; a caller claiming to be ours must authenticate.
+    let outside = UdpSocket::bind("127.0.0.43:0").unwrap();
+    let (fwd, _) = call_answer(
+        &outside,
+        server,
+        &invite_msg(
+            &outside,
+            "visitor@elsewhere.example",
+            "sales",
+            "pub-1",
+            None,
+        ),
+    );
+    assert!(fwd, "the public alias was not forwarded");
+    let (_, r) = call_answer(
+        &outside,
+        server,
+        &invite_msg(&outside, "visitor@elsewhere.example", "1000", "pub-2", None),
+    );
+    assert!(r.starts_with("SIP/2.0 407"), "a non-public extension: {r}");
+    let (_, r) = call_answer(
+        &outside,
+        server,
+        &invite_msg(&outside, &format!("1001@{DOMAIN}"), "sales", "pub-3", None),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 407"),
+        "a caller claiming to be ours: {r}"
     );
 }

@@ -675,6 +675,9 @@ fn user_cli_adds_lists_and_removes() {
 
 #[test]
 fn first_start_on_embedded_defaults() {
+    // The embedded defaults put bans into nftables: in a namespace of the
+    // test's own, never the host's.
+    let _ns = Netns::enter("first-start");
     let home = temp_dir("home");
     let child = std::process::Command::new(bin())
         .arg("serve")

@@ -855,6 +855,7 @@ fn read_cidrs(sec: &mut Section, errs: &mut Errors, key: &'static str) -> Vec<sh
 fn read_shield(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> ShieldSection {
     let d = shield::ShieldConfig::default();
     let enabled = sec.boolean(errs, "enabled", d.enabled);
+    let kernel = sec.boolean(errs, "kernel", d.kernel);
     let mut trusted_hosts = Vec::new();
     let mut trusted = Vec::new();
     if let Absent::Present((path, items)) = sec.array(errs, "trusted") {
@@ -1029,16 +1030,60 @@ fn read_shield(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> ShieldSe
         raw_ip_per_min: sc.uint(errs, "raw_ip_per_min", 1, 1_000_000, d.scan.raw_ip_per_min),
     };
     sc.finish(errs);
+
+    let mut cl = sec.section(errs, "calls", false);
+    let mut public_aliases = Vec::new();
+    if let Some((path, v)) = cl.take("public_aliases") {
+        match v {
+            Value::Table(t) => {
+                for (alias, ext) in t {
+                    let apath = format!("{path}.{alias}");
+                    if let Err(m) = check_user(&alias) {
+                        errs.push(&apath, format!("alias: {m}"));
+                        continue;
+                    }
+                    if let Some(ext) = expect_str(errs, &apath, ext) {
+                        match check_user(&ext) {
+                            Ok(()) => public_aliases.push((alias, ext)),
+                            Err(m) => errs.push(&apath, format!("extension: {m}")),
+                        }
+                    }
+                }
+            }
+            other => errs.push(
+                &path,
+                format!(
+                    "expected a table of alias = \"extension\", got {}",
+                    type_name(&other)
+                ),
+            ),
+        }
+    }
+    let calls = shield::config::CallsConfig {
+        max_concurrent: cl.uint(errs, "max_concurrent", 1, 10_000, d.calls.max_concurrent),
+        per_minute: cl.uint(errs, "per_minute", 1, 100_000, d.calls.per_minute),
+        max_duration_secs: cl.uint(
+            errs,
+            "max_duration_secs",
+            60,
+            604_800,
+            d.calls.max_duration_secs,
+        ),
+        public_aliases,
+    };
+    cl.finish(errs);
     sec.finish(errs);
     ShieldSection {
         config: shield::ShieldConfig {
             enabled,
+            kernel,
             trusted,
             blocklist,
             flood,
             auth,
             account,
             scan,
+            calls,
             bantime_secs,
             bantime_factor,
             bantime_max_secs,
@@ -1732,6 +1777,10 @@ format = "text"
 [shield]
 # Intrusion prevention, on by default. false turns every protection off.
 enabled = true
+# Bans go into nftables sets (table inet hardline) so banned sources cost
+# nothing; needs root. false keeps them in-process (still no reply), e.g.
+# when another tool owns the host's nftables.
+kernel = true
 # Addresses, prefixes or host names never rate-limited or banned (load
 # generators, offices, providers). A trusted address overrides a ban at
 # once. Host names are resolved at start and every 5 minutes; a failed
@@ -1752,9 +1801,10 @@ bantime_secs = 3600
 bantime_factor = 4
 bantime_max_secs = 604800
 recidive_secs = 604800
-# Most bans held at once, and slots of the fixed per-source table (a
-# spoofed flood cannot grow it).
-max_bans = 100000
+# Most bans held at once (a few hundred bytes each; past it the ban
+# closest to its end makes room), and slots of the fixed per-source table
+# (about 150 bytes each, allocated as used; a spoofed flood cannot grow it).
+max_bans = 20000
 sources = 16384
 
 [shield.flood]
@@ -1808,6 +1858,18 @@ extra_signatures = []
 distinct_users = 30
 options_per_min = 30
 raw_ip_per_min = 30
+
+[shield.calls]
+# Toll-fraud brakes per extension: calls in progress at once and calls
+# started per minute (refused with 403 Call Limit Reached, logged). A call
+# whose BYE never passed is forgotten after max_duration_secs.
+max_concurrent = 4
+per_minute = 10
+max_duration_secs = 14400
+# The only targets callable without authentication, from callers that do
+# not claim to be ours (public SIP URI calling): alias = "extension". None
+# by default; e.g. public_aliases = { sales = "1000" }.
+public_aliases = {}
 
 # One [[extensions]] table per user. "user" is a SIP user token, unique.
 # Credentials: either "password" (at least 12 characters), or the digest

@@ -148,6 +148,8 @@ pub struct Core {
     pub(crate) next_id: u64,
     /// Admission, policy and bans (see the `shield` crate).
     pub(crate) shield: shield::Shield,
+    /// Calls in progress per extension (toll-fraud limits).
+    pub(crate) calls: crate::calls::CallLimits,
 }
 
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
@@ -180,6 +182,7 @@ impl Core {
         shield.set_extensions(users.len());
         Core {
             shield,
+            calls: Default::default(),
             nonce_counter: NonceCounter::new(cfg.limits.max_transactions.max(1024) * 4),
             cfg,
             metrics,
@@ -782,6 +785,7 @@ impl Core {
                 TimerKey::TimerC(id) => self.timer_c(now, id),
                 TimerKey::Expire => {
                     self.shield.handle_timeout(now);
+                    self.calls.expire(&self.cfg.shield.calls, now.unix);
                     self.shrink_tables();
                     let n = self.location.expire(now.unix);
                     if n > 0 {

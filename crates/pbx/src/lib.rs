@@ -3,6 +3,7 @@
 //! feeds datagrams/stream messages and the clock in, and pulls transmits,
 //! store batches and the next timer out.
 
+mod calls;
 mod core;
 pub mod io;
 pub mod location;

@@ -11,7 +11,7 @@ use sip::header::HeaderName;
 use sip::message::{Message, RequestBuilder};
 use sip::method::Method;
 use sip::transaction::{ClientKey, ResponseAction, ServerKey};
-use tracing::debug;
+use tracing::{debug, warn};
 
 pub(crate) const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
@@ -39,6 +39,9 @@ pub(crate) struct ProxyCtx {
     pub final_sent: bool,
     pub cancelled: bool,
     pub server_gone: bool,
+    /// The Call-ID of a call counted against its caller's limits, ended
+    /// here when the INVITE fails.
+    pub limited_call: Option<String>,
 }
 
 /// RFC 3261 §16.7 step 6: 6xx first, then the lowest class; 503 is never
@@ -58,28 +61,48 @@ impl Core {
     /// An out-of-dialog request for a local user: authenticate the caller,
     /// then fork to the user's contacts.
     pub(crate) fn proxy_to_user(&mut self, now: Now, flow: Flow, key: ServerKey, mut msg: Message) {
-        let caller = match self.authenticate(now, flow.remote.ip(), &msg, true) {
-            Auth::Ok(u) => u,
-            // A reused nonce count on an INVITE is never a retransmission
-            // (the INVITE transaction absorbs those): challenge again.
-            refused => {
-                let h = self.challenge_headers(now, true, refused.stale());
-                return self.reply_stateless(&key, &msg, 407, "Proxy Authentication Required", &h);
+        // A public alias may be called without authentication, from a
+        // caller that does not claim to be one of ours (public SIP URI
+        // calling); it reaches that one extension and nothing else.
+        let alias = route::ruri_user(&msg).and_then(|u| self.public_alias(&u));
+        let anonymous = alias.is_some()
+            && msg.header(HeaderName::ProxyAuthorization).is_none()
+            && !self.caller_claims_local(&msg);
+        let caller = if anonymous {
+            None
+        } else {
+            match self.authenticate(now, flow.remote.ip(), &msg, true) {
+                Auth::Ok(u) => Some(u),
+                // A reused nonce count on an INVITE is never a retransmission
+                // (the INVITE transaction absorbs those): challenge again.
+                refused => {
+                    let h = self.challenge_headers(now, true, refused.stale());
+                    return self.reply_stateless(
+                        &key,
+                        &msg,
+                        407,
+                        "Proxy Authentication Required",
+                        &h,
+                    );
+                }
             }
         };
-        // The identity shown to the callee must be the one that authenticated.
-        let from_ok = msg.from().is_some_and(|f| {
-            route::uri_user(&f.uri).as_deref() == Some(caller.as_str())
-                && match &f.uri {
-                    sip::uri::Uri::Sip(u) => route::is_our_host(&self.cfg, &u.host, u.port),
-                    _ => false,
-                }
-        });
-        if !from_ok {
-            self.metrics.drop_reason("from_mismatch");
-            return self.reply(now, &key, &msg, 403, "Forbidden", &[]);
+        if let Some(caller) = &caller {
+            // The identity shown to the callee must be the one that
+            // authenticated.
+            let from_ok = msg.from().is_some_and(|f| {
+                route::uri_user(&f.uri).as_deref() == Some(caller.as_str())
+                    && match &f.uri {
+                        sip::uri::Uri::Sip(u) => route::is_our_host(&self.cfg, &u.host, u.port),
+                        _ => false,
+                    }
+            });
+            if !from_ok {
+                self.metrics.drop_reason("from_mismatch");
+                return self.reply(now, &key, &msg, 403, "Forbidden", &[]);
+            }
         }
-        let Some(target) = route::ruri_user(&msg) else {
+        let Some(target) = alias.or_else(|| route::ruri_user(&msg)) else {
             return self.reply(now, &key, &msg, 404, "Not Found", &[]);
         };
         if !self.users.contains_key(&target) {
@@ -94,16 +117,62 @@ impl Core {
         if targets.is_empty() {
             return self.reply(now, &key, &msg, 480, "Temporarily Unavailable", &[]);
         }
+        let invite = msg.method() == Some(&Method::Invite);
+        // Toll-fraud brake: calls per extension at once and per minute
+        // (trusted sources, such as a load generator, are exempt).
+        let mut limited_call = None;
+        let limited = invite && self.shield.enabled() && !self.shield.is_trusted(flow.remote.ip());
+        if let (true, Some(caller)) = (limited, &caller) {
+            let call_id = msg.call_id().to_string();
+            let limits = &self.cfg.shield.calls;
+            if let Err(r) = self.calls.start(limits, caller, &call_id, now.unix) {
+                let why = match r {
+                    crate::calls::Refused::Concurrent(n) => format!("{n} calls in progress"),
+                    crate::calls::Refused::PerMinute(n) => format!("{n} calls within 60 s"),
+                };
+                warn!(user = %caller, source = %flow.remote, limit = %why, "call refused: per-extension call limit (shield.calls)");
+                self.metrics.drop_reason("call_limit");
+                return self.reply(now, &key, &msg, 403, "Call Limit Reached", &[]);
+            }
+            limited_call = Some(call_id);
+        }
         // Our own credentials are consumed here, never passed downstream.
         strip_our_credentials(&mut msg, &self.cfg.domain);
         let rr = matches!(
             msg.method(),
             Some(Method::Invite | Method::Subscribe | Method::Refer)
         );
-        if msg.method() == Some(&Method::Invite) {
+        if invite {
             self.metrics.calls_proxied.inc();
         }
-        self.forward(now, flow, key, msg, targets, rr);
+        let ctx = self.forward(now, flow, key, msg, targets, rr);
+        if let Some(call_id) = limited_call {
+            // The call is counted until the context ends it; one that
+            // ended (or never started) already is ended here.
+            match ctx.and_then(|id| self.contexts.get_mut(&id)) {
+                Some(c) if !c.final_sent => c.limited_call = Some(call_id),
+                _ => self.calls.end(&call_id),
+            }
+        }
+    }
+
+    /// The extension a public alias names.
+    fn public_alias(&self, user: &str) -> Option<String> {
+        self.cfg
+            .shield
+            .calls
+            .public_aliases
+            .iter()
+            .find(|(a, _)| a == user)
+            .map(|(_, ext)| ext.clone())
+    }
+
+    /// Whether the From names a user of our domain (who must authenticate).
+    fn caller_claims_local(&self, msg: &Message) -> bool {
+        msg.from().is_none_or(|f| match &f.uri {
+            sip::uri::Uri::Sip(u) => route::is_our_host(&self.cfg, &u.host, u.port),
+            _ => false,
+        })
     }
 
     fn binding_flow(&self, b: &crate::location::Binding) -> Option<Flow> {
@@ -130,6 +199,9 @@ impl Core {
         let Some(out) = self.next_hop(&msg, now) else {
             return self.reply(now, &key, &msg, 404, "Not Found", &[]);
         };
+        if msg.method() == Some(&Method::Bye) {
+            self.calls.end(msg.call_id());
+        }
         self.forward(now, _flow, key, msg, vec![(None, out)], false);
     }
 
@@ -191,7 +263,7 @@ impl Core {
         mut msg: Message,
         targets: Vec<(Option<String>, Flow)>,
         record_route: bool,
-    ) {
+    ) -> Option<u64> {
         let invite = msg.method() == Some(&Method::Invite);
         let method = msg
             .method()
@@ -211,6 +283,7 @@ impl Core {
             final_sent: false,
             cancelled: false,
             server_gone: false,
+            limited_call: None,
         };
         let mut clients = Vec::new();
         for (ruri, out) in targets {
@@ -243,7 +316,8 @@ impl Core {
             clients.push((ckey, bytes, out));
         }
         if ctx.branches.is_empty() {
-            return self.reply(now, &key, &msg, 500, "Server Internal Error", &[]);
+            self.reply(now, &key, &msg, 500, "Server Internal Error", &[]);
+            return None;
         }
         let id = self.new_context(ctx);
         if let Some(e) = self.servers.get_mut(&key) {
@@ -259,6 +333,7 @@ impl Core {
         for (ckey, bytes, out) in clients {
             self.start_client(now, ckey, invite, bytes, out, Some(id));
         }
+        Some(id)
     }
 
     // ----- responses from downstream ----------------------------------------
@@ -489,6 +564,10 @@ impl Core {
         let server = ctx.server.clone();
         let cancelled = ctx.cancelled;
         let best = ctx.best.take();
+        // Every branch failed: the call never started.
+        if let Some(id) = ctx.limited_call.take() {
+            self.calls.end(&id);
+        }
         self.timers.cancel(&TimerKey::TimerC(ctx_id));
         match best {
             Some((code, Some(mut resp))) if code != 503 => {

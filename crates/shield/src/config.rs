@@ -8,6 +8,9 @@ use crate::net::Cidr;
 pub struct ShieldConfig {
     /// `false` turns every protection off (admission, policy, bans).
     pub enabled: bool,
+    /// Copy bans into the kernel (nftables sets); `false` keeps them
+    /// in-process only (another tool owns the host's nftables).
+    pub kernel: bool,
     /// Never rate-limited, never banned; a trusted address overrides a ban.
     pub trusted: Vec<Cidr>,
     /// Always dropped, without a ban record.
@@ -16,6 +19,7 @@ pub struct ShieldConfig {
     pub auth: AuthConfig,
     pub account: AccountConfig,
     pub scan: ScanConfig,
+    pub calls: CallsConfig,
     /// Base ban time for flood, scanner and enumeration bans.
     pub bantime_secs: u64,
     /// Each further ban of the same source within `recidive_secs` lasts
@@ -23,7 +27,9 @@ pub struct ShieldConfig {
     pub bantime_factor: u32,
     pub bantime_max_secs: u64,
     pub recidive_secs: u64,
-    /// Most bans held at once; past it the one closest to expiry goes.
+    /// Most bans held at once; past it the one closest to expiry goes. A
+    /// ban with its evidence is a few hundred bytes: 20 000 stay within a
+    /// router's memory.
     pub max_bans: usize,
     /// Slots of the per-source table (fixed: a spoofed flood cannot grow it).
     pub sources: usize,
@@ -112,10 +118,36 @@ pub struct ScanConfig {
     pub raw_ip_per_min: u32,
 }
 
+/// Toll-fraud brakes on calls (the proxy applies them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallsConfig {
+    /// Calls one extension may have in progress (ringing or answered).
+    pub max_concurrent: u32,
+    /// Calls one extension may start per 60 s.
+    pub per_minute: u32,
+    /// A call whose BYE was never seen is forgotten after this long.
+    pub max_duration_secs: u64,
+    /// `(alias, extension)`: the only targets callable without
+    /// authentication (public SIP URI calling). None by default.
+    pub public_aliases: Vec<(String, String)>,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            max_concurrent: 4,
+            per_minute: 10,
+            max_duration_secs: 4 * 3600,
+            public_aliases: Vec::new(),
+        }
+    }
+}
+
 impl Default for ShieldConfig {
     fn default() -> Self {
         ShieldConfig {
             enabled: true,
+            kernel: true,
             trusted: Vec::new(),
             blocklist: Vec::new(),
             flood: FloodConfig {
@@ -146,11 +178,12 @@ impl Default for ShieldConfig {
                 options_per_min: 30,
                 raw_ip_per_min: 30,
             },
+            calls: CallsConfig::default(),
             bantime_secs: 3600,
             bantime_factor: 4,
             bantime_max_secs: 7 * 86_400,
             recidive_secs: 7 * 86_400,
-            max_bans: 100_000,
+            max_bans: 20_000,
             sources: 16_384,
         }
     }

@@ -98,9 +98,11 @@ impl Server {
         cfg.push_str(extra);
         // These tests drive the server from loopback at load-generator
         // rates; like an operator's load generator, loopback is trusted.
-        // The shield's own tests (tests/shield.rs) run without this.
+        // They run in the host's network namespace, whose nftables are not
+        // ours to touch: bans stay in-process. The shield's own tests
+        // (tests/shield.rs) run in namespaces of their own, without this.
         if !extra.contains("[shield]") {
-            cfg.push_str("\n[shield]\ntrusted = [\"127.0.0.0/8\"]\n");
+            cfg.push_str("\n[shield]\ntrusted = [\"127.0.0.0/8\"]\nkernel = false\n");
         }
         for u in default_users() {
             cfg.push_str(&format!(
@@ -552,4 +554,89 @@ pub fn challenges(resp: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
         .map(|s| s.trim().to_string())
         .collect()
+}
+
+/// A network namespace that the calling thread (and every process it
+/// starts) lives in until the end of the test; deleted on drop.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    pub fn enter(tag: &str) -> Netns {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the shield tests need root (network namespaces, nftables); CI runs them as root"
+        );
+        require_tool("ip", "iproute2");
+        require_tool("nft", "nftables");
+        let name = format!("hl{}-{tag}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name} failed");
+        let f = std::fs::File::open(format!("/var/run/netns/{name}")).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns(2) on a namespace fd we hold; it moves this thread
+        // only, which is the test's own.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let st = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        Netns { name }
+    }
+
+    /// Makes `ip` the source of packets to 127.0.0.1 from sockets that do
+    /// not bind an address (svwar and svcrack 0.3.3 ignore their `-b`).
+    pub fn default_source(&self, ip: &str) {
+        let st = Command::new("ip")
+            .args([
+                "route",
+                "replace",
+                "local",
+                "127.0.0.1/32",
+                "dev",
+                "lo",
+                "src",
+                ip,
+                "table",
+                "local",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// `nft list set inet hardline SET` in this namespace.
+    pub fn set(&self, set: &str) -> String {
+        let out = Command::new("nft")
+            .args(["list", "set", "inet", "hardline", set])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn banned_in_kernel(&self, ip: &str) -> bool {
+        let set = self.set("ban4");
+        set.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .any(|w| w == ip)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
