@@ -2,6 +2,7 @@
 //! and the wiring; the logic lives in the library crates.
 
 mod commands;
+mod notify;
 mod server;
 mod setup;
 mod shield_rt;

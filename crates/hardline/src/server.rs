@@ -309,9 +309,19 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
     // Bans in force before anything is received; then the CLI's requests.
     shield_rt::restore(&rt, &store, &kernel.tx).await;
     let mut tasks = Vec::new();
+    let notifier = crate::notify::Notifier {
+        command: cfg.shield.notify_command.clone(),
+        url: cfg
+            .shield
+            .notify_url
+            .as_deref()
+            .and_then(crate::notify::parse_http_url),
+        domain: cfg.sip.domain.clone(),
+    };
     tasks.push(tokio::spawn(shield_rt::events_task(
         store.clone(),
         kernel.tx.clone(),
+        notifier,
         shield_rx,
     )));
     tasks.push(tokio::spawn(shield_rt::requests_task(

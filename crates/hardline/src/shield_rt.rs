@@ -2,6 +2,7 @@
 //! own, ban events to the store and the log, operators' requests queued by
 //! the CLI, and the trusted list from the store.
 
+use crate::notify::Notifier;
 use crate::server::{now, Runtime};
 use shield::enforce::{Enforcer, InProcess, Nft, Op};
 use shield::{Ban, Event, SourceKey, Unban};
@@ -179,14 +180,28 @@ fn unban_word(why: Unban) -> &'static str {
     }
 }
 
-/// Ban events from the core: log, kernel, store. Gathered for 20 ms so a
-/// flood of bans costs one kernel batch and one transaction.
+/// Ban events from the core: log, kernel, store, incident reports.
+/// Gathered for 20 ms so a flood of bans costs one kernel batch and one
+/// transaction; reports go out at most every `notify::MIN_INTERVAL`.
 pub async fn events_task(
     store: Store,
     kernel: std_mpsc::Sender<KernelMsg>,
+    notifier: Notifier,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
-    while let Some(first) = rx.recv().await {
+    let mut pending: Vec<String> = Vec::new();
+    let mut next_report = tokio::time::Instant::now();
+    loop {
+        let first = tokio::select! {
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+            _ = tokio::time::sleep_until(next_report), if !pending.is_empty() => {
+                send_report(&notifier, &mut pending, &mut next_report);
+                continue;
+            }
+        };
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut events = vec![first];
         while let Ok(e) = rx.try_recv() {
@@ -196,6 +211,12 @@ pub async fn events_task(
             }
         }
         let t = now().unix;
+        if notifier.enabled() {
+            pending.extend(events.iter().filter_map(crate::notify::event_json));
+            if !pending.is_empty() && tokio::time::Instant::now() >= next_report {
+                send_report(&notifier, &mut pending, &mut next_report);
+            }
+        }
         let mut ops = Vec::new();
         let mut put: Vec<BanRecord> = Vec::new();
         let mut ended: Vec<String> = Vec::new();
@@ -280,6 +301,16 @@ pub async fn events_task(
             error!(error = %e, bans = put.len(), "shield: storing bans failed");
         }
     }
+}
+
+/// Hands the gathered events to the notifier (in the background) and
+/// holds the next report back for `MIN_INTERVAL`.
+fn send_report(notifier: &Notifier, pending: &mut Vec<String>, next: &mut tokio::time::Instant) {
+    let report = notifier.report(pending, now().unix);
+    pending.clear();
+    *next = tokio::time::Instant::now() + crate::notify::MIN_INTERVAL;
+    let n = notifier.clone();
+    tokio::spawn(async move { n.deliver(report).await });
 }
 
 /// Bans from the store back into the shield and the kernel.

@@ -732,3 +732,78 @@ fn per_extension_call_limits_and_public_aliases() {
         "a caller claiming to be ours: {r}"
     );
 }
+
+#[test]
+fn incident_reports_reach_a_command_and_a_webhook() {
+    let _ns = Netns::enter("notify");
+    let dir = temp_dir("notify");
+    let script = dir.join("notify.sh");
+    let reports = dir.join("reports.jsonl");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat >> {}\n", reports.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let s = start(
+        "shield-notify",
+        &format!(
+            "[shield]\nnotify_command = \"{}\"\nnotify_url = \"http://{hook_addr}/hardline\"\n",
+            script.display()
+        ),
+    );
+    // A flood gets a source banned.
+    let f = UdpSocket::bind("127.0.0.95:0").unwrap();
+    for i in 0..100u32 {
+        f.send_to(
+            register_msg(&f, "1000", i, "Yealink", None).as_bytes(),
+            s.addr(),
+        )
+        .unwrap();
+    }
+    // The webhook gets a POST with the report.
+    let (mut conn, _) = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        hook.set_nonblocking(true).unwrap();
+        loop {
+            match hook.accept() {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("no webhook call: {e}\n{}", s.log_text()),
+            }
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    use std::io::{Read, Write};
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+        if req.ends_with(b"}\n") {
+            break;
+        }
+    }
+    conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let req = String::from_utf8_lossy(&req);
+    assert!(req.starts_with("POST /hardline HTTP/1.1"), "{req}");
+    assert!(req.contains("application/json"), "{req}");
+    assert!(
+        req.contains("\"event\":\"banned\",\"source\":\"127.0.0.95\""),
+        "{req}"
+    );
+    assert!(req.contains("\"evidence\":"), "{req}");
+    // And the command got the same report on its standard input.
+    wait_until("the command's report", 10, || {
+        std::fs::read_to_string(&reports).is_ok_and(|r| r.contains("\"source\":\"127.0.0.95\""))
+    });
+}

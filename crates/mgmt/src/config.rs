@@ -51,6 +51,10 @@ pub struct ShieldSection {
     /// Host names in `shield.trusted` (providers): resolved at start and
     /// every few minutes; a failed lookup keeps the last addresses.
     pub trusted_hosts: Vec<String>,
+    /// Program given each incident report (JSON) on its standard input.
+    pub notify_command: Option<PathBuf>,
+    /// `http://` URL each incident report (JSON) is POSTed to.
+    pub notify_url: Option<String>,
 }
 
 impl ShieldSection {
@@ -919,6 +923,35 @@ fn read_shield(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> ShieldSe
         }
         _ => base_dir.join("zones"),
     };
+    let notify_command = match sec.string(errs, "notify_command") {
+        Absent::Present((path, p)) => {
+            if p.is_empty() || p.contains('\0') || p.contains(char::is_whitespace) {
+                errs.push(
+                    &path,
+                    "a program path without arguments (wrap arguments in a script)",
+                );
+            }
+            Some(base_dir.join(p))
+        }
+        _ => None,
+    };
+    let notify_url = match sec.string(errs, "notify_url") {
+        Absent::Present((path, u)) => {
+            if u.starts_with("https://") {
+                errs.push(
+                    &path,
+                    "https is not built in; set shield.notify_command to a script that posts with curl",
+                );
+            } else if !u.starts_with("http://") || u.len() <= "http://".len() {
+                errs.push(
+                    &path,
+                    format!("expected an http:// URL, got {:?}", clip(&u)),
+                );
+            }
+            Some(u)
+        }
+        _ => None,
+    };
     let bantime_secs = sec.uint(errs, "bantime_secs", 1, 31_536_000, d.bantime_secs);
     let bantime_factor = sec.uint(errs, "bantime_factor", 1, 100, d.bantime_factor);
     let bantime_max_secs = sec.uint(errs, "bantime_max_secs", 1, 31_536_000, d.bantime_max_secs);
@@ -1094,6 +1127,8 @@ fn read_shield(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> ShieldSe
         blocked_countries,
         zone_dir,
         trusted_hosts,
+        notify_command,
+        notify_url,
     }
 }
 
@@ -1794,6 +1829,12 @@ blocklist = []
 blocked_countries = []
 # Relative to this file's directory.
 zone_dir = "zones"
+# Incident reports (JSON: bans with rule and evidence, users blocked behind
+# a NAT, throttled accounts), at most one per 10 s, events in between
+# gathered: piped to a program (a path, relative to this file; no
+# arguments) and/or POSTed to an http:// URL. Unset: none.
+# notify_command = "notify-admin.sh"
+# notify_url = "http://127.0.0.1:8080/hardline"
 # Ban length for floods, scanners and enumeration, in seconds. A source
 # banned again within recidive_secs gets bantime_factor times the previous
 # ban, up to bantime_max_secs.
