@@ -20,6 +20,10 @@ def main() -> None:
     # Embedded defaults unless given: finished transactions linger as compact
     # remnants (limits.max_lingering), so the live table stays small.
     ap.add_argument("--max-transactions", type=int, default=None)
+    # The shield: who is trusted, and whether bans go into nftables (only
+    # inside a network namespace of the benchmark's own: see run.sh).
+    ap.add_argument("--trusted", default="127.0.0.0/8")
+    ap.add_argument("--kernel", choices=["true", "false"], default="false")
     a = ap.parse_args()
     out = [
         "[sip]",
@@ -34,11 +38,11 @@ def main() -> None:
         "",
     ]
     # SIPp is the load generator: trusted, as an operator would trust theirs
-    # (the shield still looks every packet up; its own benchmark floods from
-    # an untrusted address).
-    # The benchmark runs in the host's network namespace: bans in-process
-    # (no nftables table of ours on the host).
-    out += ["[shield]", 'trusted = ["127.0.0.0/8"]', "kernel = false", ""]
+    # (the shield still looks every packet up). The ladders run in the
+    # host's network namespace: bans in-process (no nftables table of ours
+    # on the host). The shield phase trusts only the legit generator and
+    # floods from other addresses.
+    out += ["[shield]", f'trusted = ["{a.trusted}"]', f"kernel = {a.kernel}", ""]
     if a.max_transactions is not None:
         out += ["[limits]", f"max_transactions = {a.max_transactions}", ""]
     for u in range(a.first, a.first + a.users):

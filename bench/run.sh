@@ -30,10 +30,11 @@ QUICK=()
     echo "harness not found at $HARNESS (set HARNESS=)" >&2
     exit 2
 }
-# RUN= reuses a run directory; PHASES= picks "main" (the ladders) and/or
-# "many" (memory with MANY_USERS registrations).
+# RUN= reuses a run directory; PHASES= picks "main" (the ladders), "many"
+# (memory with MANY_USERS registrations) and/or "shield" (flood, scanner and
+# guesser against both servers, in a network namespace; needs root).
 RUN=${RUN:-$root/bench/results/$(date +%Y%m%d-%H%M%S)}
-PHASES=${PHASES:-"main many"}
+PHASES=${PHASES:-"main many shield"}
 mkdir -p "$RUN"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 
@@ -56,14 +57,19 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# start_hardline DIR USERS: a fresh data directory serving USERS extensions
+# start_hardline DIR USERS [CONFIG-ARGS...]: a fresh data directory serving
+# USERS extensions (in the network namespace $NETNS when set)
+NETNS=""
 start_hardline() {
     local dir=$1 users=$2
+    shift 2
     rm -rf "$dir"
     mkdir -p "$dir"
     python3 "$root/bench/hardline_config.py" --users "$users" --port "$PORT" \
-        --metrics-port "$METRICS_PORT" >"$dir/hardline.toml"
-    nice -n "$NICE" "$BIN" serve --config "$dir/hardline.toml" >"$dir/server.log" 2>&1 &
+        --metrics-port "$METRICS_PORT" "$@" >"$dir/hardline.toml"
+    local in_ns=()
+    [ -n "$NETNS" ] && in_ns=(ip netns exec "$NETNS")
+    "${in_ns[@]}" nice -n "$NICE" "$BIN" serve --config "$dir/hardline.toml" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 600); do
         if grep -q "hardline ready" "$dir/server.log" 2>/dev/null; then
@@ -103,6 +109,34 @@ if [[ " $PHASES " == *" many "* ]]; then
         --server external --target "127.0.0.1:$PORT" --server-pid "$SERVER_PID" --tests mem
     stop_server
     USERS=$MANY_USERS PREREG_RATE=${MANY_RATE:-500} harness "$RUN/kamailio-many" --tests mem
+fi
+
+# The shield against a flood, a scanner and a password guesser: the
+# harness's flood and ips tests, legit calls from 127.0.0.1 (trusted, as an
+# operator's known peer) and the attackers from 127.0.0.2-4. Everything runs
+# in a network namespace of our own, so bans reach that namespace's
+# nftables and never the host's: hardline with bans in the kernel, hardline
+# dropping in-process only, and Kamailio with the harness's pike config.
+if [[ " $PHASES " == *" shield "* ]]; then
+    NETNS="hlbench$$"
+    ip netns add "$NETNS"
+    trap 'stop_server; ip netns del "$NETNS" 2>/dev/null || true' EXIT
+    ip netns exec "$NETNS" ip link set lo up
+    for mode in kernel inprocess; do
+        echo "== shield: hardline, bans $mode"
+        kernel=false
+        [ "$mode" = kernel ] && kernel=true
+        start_hardline "$RUN/hardline-server-shield-$mode" 1000 --trusted 127.0.0.1 --kernel "$kernel"
+        ip netns exec "$NETNS" bash "$HARNESS/bench.sh" --out "$RUN/hardline-shield-$mode" \
+            "${QUICK[@]}" --server external --target "127.0.0.1:$PORT" \
+            --server-pid "$SERVER_PID" --tests "flood ips"
+        stop_server
+    done
+    echo "== shield: kamailio (pike)"
+    ip netns exec "$NETNS" bash "$HARNESS/bench.sh" --out "$RUN/kamailio-shield" \
+        "${QUICK[@]}" --tests "flood ips"
+    ip netns del "$NETNS"
+    NETNS=""
 fi
 
 python3 "$root/bench/compare.py" "$RUN" | tee "$RUN/comparison.md"

@@ -332,38 +332,12 @@ fn locked_database_answers_500_with_retry_after() {
 fn unknown_and_known_users_get_identical_challenges() {
     let s = Server::start("enum", "");
     let mut c = Client::new(s.addr());
-    let normalise = |r: &str, user: &str| -> String {
-        r.lines()
-            .map(|l| {
-                let l = l.replace(user, "USER");
-                let l = match l.find("nonce=\"") {
-                    Some(i) => {
-                        let end = l[i + 7..].find('"').map(|e| i + 7 + e).unwrap_or(l.len());
-                        format!("{}NONCE{}", &l[..i + 7], &l[end..])
-                    }
-                    None => l,
-                };
-                if l.starts_with("Via:") || l.starts_with("CSeq:") {
-                    return l[..4].to_string();
-                }
-                if l.starts_with("To:") || l.starts_with("From:") {
-                    l.split(";tag=")
-                        .next()
-                        .unwrap()
-                        .split(";branch=")
-                        .next()
-                        .unwrap()
-                        .to_string()
-                } else {
-                    l
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     let known = c.register("1000", None, "enum@test");
     let unknown = c.register("9999", None, "enum@test");
-    assert_eq!(normalise(&known, "1000"), normalise(&unknown, "9999"));
+    assert_eq!(
+        normalise_answer(&known, "1000"),
+        normalise_answer(&unknown, "9999")
+    );
     // And with wrong credentials for both.
     let ch = challenges(&known);
     let parsed = sip::auth::Challenge::parse(&ch[0]).unwrap();
@@ -390,7 +364,7 @@ fn unknown_and_known_users_get_identical_challenges() {
     .unwrap();
     let k = c.register("1000", Some(&a1), "enum2@test");
     let u = c.register("9999", Some(&a2), "enum2@test");
-    assert_eq!(normalise(&k, "1000"), normalise(&u, "9999"));
+    assert_eq!(normalise_answer(&k, "1000"), normalise_answer(&u, "9999"));
     assert!(
         !known.contains("Server:") && !known.contains("User-Agent:"),
         "{known}"
@@ -714,4 +688,45 @@ fn first_start_on_embedded_defaults() {
     );
     let check = check_config(&home.join("hardline.toml"));
     assert!(check.status.success(), "{check:?}");
+}
+
+/// The same for every other method a scanner probes users with: INVITE,
+/// OPTIONS, SUBSCRIBE and MESSAGE to an existing and a missing user get
+/// the same 407 and challenge.
+#[test]
+fn other_methods_reveal_nothing_about_users() {
+    let s = Server::start("enum-methods", "");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let ask = |method: &str, user: &str, n: u32| -> String {
+        let m = format!(
+            "{method} sip:{user}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-em{n}\r\nMax-Forwards: 70\r\nFrom: <sip:1001@{DOMAIN}>;tag=em{n}\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: em-{n}@test\r\nCSeq: 1 {method}\r\nContact: <sip:1001@{local}>\r\nEvent: presence\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(m.as_bytes(), s.addr()).unwrap();
+        let mut buf = [0u8; 65535];
+        loop {
+            let (n, _) = sock.recv_from(&mut buf).expect("no answer");
+            let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !r.starts_with("SIP/2.0 100") {
+                return r;
+            }
+        }
+    };
+    let mut n = 0;
+    for method in ["INVITE", "OPTIONS", "SUBSCRIBE", "MESSAGE"] {
+        n += 1;
+        let known = ask(method, "1000", n);
+        n += 1;
+        let unknown = ask(method, "9999", n);
+        assert!(known.starts_with("SIP/2.0 407 "), "{method}: {known}");
+        let blank = |r: &str, user: &str, k: u32| {
+            normalise_answer(r, user)
+                .replace(&format!("em-{k}"), "CALL")
+                .replace(&format!("em{k}"), "TAG")
+        };
+        let k = blank(&known, "1000", n - 1);
+        let u = blank(&unknown, "9999", n);
+        assert_eq!(k, u, "{method}");
+    }
 }

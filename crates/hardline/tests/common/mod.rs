@@ -640,3 +640,35 @@ impl Drop for Netns {
             .status();
     }
 }
+
+/// An answer with what legitimately differs between two requests blanked:
+/// the echoed user, tags, branch, nonce, Via and CSeq.
+pub fn normalise_answer(r: &str, user: &str) -> String {
+    r.lines()
+        .map(|l| {
+            let l = l.replace(user, "USER");
+            let l = match l.find("nonce=\"") {
+                Some(i) => {
+                    let end = l[i + 7..].find('"').map(|e| i + 7 + e).unwrap_or(l.len());
+                    format!("{}NONCE{}", &l[..i + 7], &l[end..])
+                }
+                None => l,
+            };
+            if l.starts_with("Via:") || l.starts_with("CSeq:") {
+                return l[..4].to_string();
+            }
+            if l.starts_with("To:") || l.starts_with("From:") {
+                l.split(";tag=")
+                    .next()
+                    .unwrap()
+                    .split(";branch=")
+                    .next()
+                    .unwrap()
+                    .to_string()
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
