@@ -56,10 +56,19 @@ pub fn start_kernel(cfg: &shield::ShieldConfig, rt_metrics: Arc<pbx::Metrics>) -
         }
     };
     let (tx, rx) = std_mpsc::channel();
-    std::thread::Builder::new()
+    if !enforcer.in_kernel() {
+        // Nothing to copy anywhere: no thread (its stack would be most of
+        // a router's idle memory growth); sends to the dropped receiver
+        // fail and are ignored.
+        drop(rx);
+        return Kernel { tx };
+    }
+    let spawned = std::thread::Builder::new()
         .name("shield-kernel".into())
-        .spawn(move || kernel_thread(enforcer, rx, rt_metrics))
-        .expect("spawning the shield-kernel thread");
+        .spawn(move || kernel_thread(enforcer, rx, rt_metrics));
+    if let Err(e) = spawned {
+        warn!(error = %e, "shield: no kernel thread; banned sources are dropped in-process");
+    }
     Kernel { tx }
 }
 
