@@ -173,55 +173,55 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(async move {
-        match cli.cmd {
-            Cmd::Serve { config } => commands::serve(config).await,
-            Cmd::CheckConfig { config } => commands::check_config(&config),
-            Cmd::User { config, cmd } => {
-                let action = match cmd {
-                    UserCmd::Add {
-                        user,
-                        password,
-                        password_stdin,
-                        display_name,
-                    } => commands::UserAction::Add {
-                        user,
-                        password: commands::password_arg(password, password_stdin),
-                        display_name,
-                    },
-                    UserCmd::List => commands::UserAction::List,
-                    UserCmd::Remove { user } => commands::UserAction::Remove { user },
-                    UserCmd::Passwd {
-                        user,
-                        password,
-                        password_stdin,
-                    } => commands::UserAction::Passwd {
-                        user,
-                        password: commands::password_arg(password, password_stdin),
-                    },
-                };
-                commands::user(config, action).await
-            }
-            Cmd::Registrations { config } => commands::registrations(config).await,
-            Cmd::Ban { config, cmd } => {
-                let action = match cmd {
-                    BanCmd::List => commands::BanAction::List,
-                    BanCmd::Add { addr, reason, secs } => {
-                        commands::BanAction::Add { addr, reason, secs }
-                    }
-                    BanCmd::Remove { addr } => commands::BanAction::Remove { addr },
-                    BanCmd::Explain { addr } => commands::BanAction::Explain { addr },
-                };
-                commands::ban(config, action).await
-            }
-            Cmd::Trust { config, cmd } => {
-                let action = match cmd {
-                    TrustCmd::Add { entry, note } => commands::TrustAction::Add { entry, note },
-                    TrustCmd::Remove { entry } => commands::TrustAction::Remove { entry },
-                    TrustCmd::List => commands::TrustAction::List,
-                };
-                commands::trust(config, action).await
-            }
+    // One `block_on` per command: the server's future does not share a
+    // state machine (and its resident pages) with every CLI command.
+    match cli.cmd {
+        Cmd::Serve { config } => rt.block_on(commands::serve(config)),
+        Cmd::CheckConfig { config } => commands::check_config(&config),
+        Cmd::User { config, cmd } => {
+            let action = match cmd {
+                UserCmd::Add {
+                    user,
+                    password,
+                    password_stdin,
+                    display_name,
+                } => commands::UserAction::Add {
+                    user,
+                    password: commands::password_arg(password, password_stdin),
+                    display_name,
+                },
+                UserCmd::List => commands::UserAction::List,
+                UserCmd::Remove { user } => commands::UserAction::Remove { user },
+                UserCmd::Passwd {
+                    user,
+                    password,
+                    password_stdin,
+                } => commands::UserAction::Passwd {
+                    user,
+                    password: commands::password_arg(password, password_stdin),
+                },
+            };
+            rt.block_on(commands::user(config, action))
         }
-    })
+        Cmd::Registrations { config } => rt.block_on(commands::registrations(config)),
+        Cmd::Ban { config, cmd } => {
+            let action = match cmd {
+                BanCmd::List => commands::BanAction::List,
+                BanCmd::Add { addr, reason, secs } => {
+                    commands::BanAction::Add { addr, reason, secs }
+                }
+                BanCmd::Remove { addr } => commands::BanAction::Remove { addr },
+                BanCmd::Explain { addr } => commands::BanAction::Explain { addr },
+            };
+            rt.block_on(commands::ban(config, action))
+        }
+        Cmd::Trust { config, cmd } => {
+            let action = match cmd {
+                TrustCmd::Add { entry, note } => commands::TrustAction::Add { entry, note },
+                TrustCmd::Remove { entry } => commands::TrustAction::Remove { entry },
+                TrustCmd::List => commands::TrustAction::List,
+            };
+            rt.block_on(commands::trust(config, action))
+        }
+    }
 }
