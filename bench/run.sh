@@ -118,12 +118,18 @@ fi
 # nftables and never the host's: hardline with bans in the kernel, hardline
 # dropping in-process only, and Kamailio with the harness's pike config.
 if [[ " $PHASES " == *" shield "* ]]; then
-    NETNS="hlbench$$"
-    ip netns add "$NETNS"
-    trap 'stop_server; ip netns del "$NETNS" 2>/dev/null || true' EXIT
-    ip netns exec "$NETNS" ip link set lo up
+    # A fresh namespace per server: bans one run left in the kernel must not
+    # shield the next.
+    new_netns() {
+        [ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null
+        NETNS="hlbench$$-$1"
+        ip netns add "$NETNS"
+        ip netns exec "$NETNS" ip link set lo up
+    }
+    trap 'stop_server; [ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null || true' EXIT
     for mode in kernel inprocess; do
         echo "== shield: hardline, bans $mode"
+        new_netns "$mode"
         kernel=false
         [ "$mode" = kernel ] && kernel=true
         start_hardline "$RUN/hardline-server-shield-$mode" 1000 --trusted 127.0.0.1 --kernel "$kernel"
@@ -133,6 +139,7 @@ if [[ " $PHASES " == *" shield "* ]]; then
         stop_server
     done
     echo "== shield: kamailio (pike)"
+    new_netns kamailio
     ip netns exec "$NETNS" bash "$HARNESS/bench.sh" --out "$RUN/kamailio-shield" \
         "${QUICK[@]}" --tests "flood ips"
     ip netns del "$NETNS"

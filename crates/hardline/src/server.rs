@@ -322,6 +322,7 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
         store.clone(),
         kernel.tx.clone(),
         notifier,
+        rt.metrics.clone(),
         shield_rx,
     )));
     tasks.push(tokio::spawn(shield_rt::requests_task(

@@ -196,10 +196,12 @@ pub async fn events_task(
     store: Store,
     kernel: std_mpsc::Sender<KernelMsg>,
     notifier: Notifier,
+    metrics: Arc<pbx::Metrics>,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
     let mut pending: Vec<String> = Vec::new();
     let mut next_report = tokio::time::Instant::now();
+    let mut unsaved = Unsaved::default();
     loop {
         let first = tokio::select! {
             e = rx.recv() => match e {
@@ -208,6 +210,10 @@ pub async fn events_task(
             },
             _ = tokio::time::sleep_until(next_report), if !pending.is_empty() => {
                 send_report(&notifier, &mut pending, &mut next_report);
+                continue;
+            }
+            _ = tokio::time::sleep_until(unsaved.retry_at), if !unsaved.batches.is_empty() => {
+                unsaved.flush(&store, &metrics).await;
                 continue;
             }
         };
@@ -303,11 +309,61 @@ pub async fn events_task(
         if !ops.is_empty() {
             let _ = kernel.send(KernelMsg::Apply(ops));
         }
-        // The store is retried on the next batch's failure only through the
-        // next events; a failed write is logged (bans stay in force in
-        // memory and in the kernel).
-        if let Err(e) = store.bans_write(&put, &ended, &history, t as i64).await {
-            error!(error = %e, bans = put.len(), "shield: storing bans failed");
+        unsaved.push((put, ended, history, t as i64));
+        unsaved.flush(&store, &metrics).await;
+    }
+}
+
+/// Ban batches not yet in the store, written in order; a failed write is
+/// retried (every 5 s and with the next batch) until it succeeds, so the
+/// store catches up with the kernel and memory, where the bans are in force
+/// meanwhile.
+/// Bans put in force, bans ended, their events, and the time: one
+/// `Store::bans_write`.
+type BanBatch = (Vec<BanRecord>, Vec<String>, Vec<BanEvent>, i64);
+
+struct Unsaved {
+    batches: std::collections::VecDeque<BanBatch>,
+    retry_at: tokio::time::Instant,
+}
+
+impl Default for Unsaved {
+    fn default() -> Self {
+        Unsaved {
+            batches: Default::default(),
+            retry_at: tokio::time::Instant::now(),
+        }
+    }
+}
+
+/// Most batches kept for a store that keeps failing; past it the oldest
+/// history goes (a warning says so).
+const MAX_UNSAVED: usize = 1024;
+
+impl Unsaved {
+    fn push(&mut self, batch: BanBatch) {
+        if self.batches.len() >= MAX_UNSAVED {
+            self.batches.pop_front();
+            warn!(
+                "shield: the store has failed for long; the oldest unsaved ban changes are dropped"
+            );
+        }
+        self.batches.push_back(batch);
+    }
+
+    async fn flush(&mut self, store: &Store, metrics: &pbx::Metrics) {
+        while let Some((put, ended, history, t)) = self.batches.front() {
+            match store.bans_write(put, ended, history, *t).await {
+                Ok(()) => {
+                    self.batches.pop_front();
+                }
+                Err(e) => {
+                    metrics.shield_store_errors.inc();
+                    error!(error = %e, waiting = self.batches.len(), "shield: storing bans failed; retrying in 5 s (they are in force meanwhile)");
+                    self.retry_at = tokio::time::Instant::now() + Duration::from_secs(5);
+                    return;
+                }
+            }
         }
     }
 }

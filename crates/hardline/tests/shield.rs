@@ -807,3 +807,32 @@ fn incident_reports_reach_a_command_and_a_webhook() {
         std::fs::read_to_string(&reports).is_ok_and(|r| r.contains("\"source\":\"127.0.0.95\""))
     });
 }
+
+/// A locked database delays storing a ban, never enforcing it: the ban is
+/// in the kernel at once, the write is retried, and the store catches up.
+#[test]
+fn bans_reach_the_store_after_it_was_locked() {
+    let ns = Netns::enter("store-retry");
+    let s = start("shield-store-retry", "");
+    let db = s.dir.join("hardline.db");
+    let mut locker = lock_database(&db, 6);
+    let f = UdpSocket::bind("127.0.0.96:0").unwrap();
+    for i in 0..100u32 {
+        f.send_to(
+            register_msg(&f, "1000", i, "Yealink", None).as_bytes(),
+            s.addr(),
+        )
+        .unwrap();
+    }
+    wait_until("ban in the kernel while the store is locked", 3, || {
+        ns.banned_in_kernel("127.0.0.96")
+    });
+    wait_until("the failed write logged", 10, || {
+        s.log_text().contains("storing bans failed; retrying")
+    });
+    let _ = locker.wait();
+    wait_until("the ban stored after the lock", 15, || {
+        String::from_utf8_lossy(&s.cli(&["ban", "list"]).stdout).contains("127.0.0.96")
+    });
+    assert!(metric(&s, "hardline_shield_store_errors_total", "") >= 1);
+}

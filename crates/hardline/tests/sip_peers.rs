@@ -285,28 +285,7 @@ fn locked_database_answers_500_with_retry_after() {
 
     // Another process takes the write lock and holds it.
     let db = s.dir.join("hardline.db");
-    let mut locker = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3,sys,time\n\
-             c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
-             c.execute('BEGIN EXCLUSIVE')\n\
-             print('locked',flush=True)\n\
-             time.sleep(float(sys.argv[2]))\n\
-             c.execute('ROLLBACK')",
-        )
-        .arg(&db)
-        .arg("8")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 for the lock holder");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let mut locker = lock_database(&db, 8);
 
     let r = register(&mut c, "locked-2@test");
     assert!(r.starts_with("SIP/2.0 500 "), "{r}");

@@ -41,6 +41,7 @@ pub struct Metrics {
     shield_bans: Family<RuleLabel, Counter>,
     pub shield_bans_active: Gauge,
     pub shield_kernel_errors: Counter,
+    pub shield_store_errors: Counter,
     responses: Family<ResponseLabel, Counter>,
     drops: Family<ReasonLabel, Counter>,
     auth: Family<ResultLabel, Counter>,
@@ -82,6 +83,7 @@ impl Metrics {
             shield_bans: Family::default(),
             shield_bans_active: Gauge::default(),
             shield_kernel_errors: Counter::default(),
+            shield_store_errors: Counter::default(),
             responses: Family::default(),
             drops: Family::default(),
             auth: Family::default(),
@@ -118,6 +120,11 @@ impl Metrics {
             "shield_bans_active",
             "Sources banned now",
             m.shield_bans_active.clone(),
+        );
+        registry.register(
+            "shield_store_errors",
+            "Failed writes of bans to the store (retried every 5 s; the bans are in force meanwhile)",
+            m.shield_store_errors.clone(),
         );
         registry.register(
             "shield_kernel_errors",

@@ -672,3 +672,31 @@ pub fn normalise_answer(r: &str, user: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Another process takes the database's write lock and holds it for `secs`
+/// seconds; returns once it holds it (wait on the child to know it let go).
+pub fn lock_database(db: &Path, secs: u32) -> Child {
+    let mut locker = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys,time\n\
+             c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked',flush=True)\n\
+             time.sleep(float(sys.argv[2]))\n\
+             c.execute('ROLLBACK')",
+        )
+        .arg(db)
+        .arg(secs.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 for the lock holder");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    locker
+}
