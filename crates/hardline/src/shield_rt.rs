@@ -57,9 +57,8 @@ pub fn start_kernel(cfg: &shield::ShieldConfig, rt_metrics: Arc<pbx::Metrics>) -
     };
     let (tx, rx) = std_mpsc::channel();
     if !enforcer.in_kernel() {
-        // Nothing to copy anywhere: no thread (its stack would be most of
-        // a router's idle memory growth); sends to the dropped receiver
-        // fail and are ignored.
+        // Nothing to copy anywhere, so no thread; sends to the dropped
+        // receiver fail and are ignored.
         drop(rx);
         return Kernel { tx };
     }
