@@ -836,3 +836,34 @@ fn bans_reach_the_store_after_it_was_locked() {
     });
     assert!(metric(&s, "hardline_shield_store_errors_total", "") >= 1);
 }
+
+/// A trusted host name (a provider's FQDN) is resolved and its addresses
+/// are never limited or banned; `localhost` resolves through /etc/hosts.
+#[test]
+fn trusted_host_names_are_resolved() {
+    let ns = Netns::enter("fqdn");
+    let s = start("shield-fqdn", "[shield]\ntrusted = [\"localhost\"]\n");
+    wait_until("localhost resolved", 10, || {
+        s.log_text().contains("trusted host resolved")
+    });
+    let t = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..300u32 {
+        t.send_to(
+            register_msg(&t, "1000", i, "friendly-scanner", None).as_bytes(),
+            s.addr(),
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drain(&t);
+    let m = register_msg(&t, "1000", 999, "friendly-scanner", None);
+    assert!(exchange(&t, s.addr(), &m, Duration::from_millis(1500)).is_some());
+    assert!(!ns.banned_in_kernel("127.0.0.1"));
+    // An address the name does not resolve to is not trusted.
+    let other = UdpSocket::bind("127.0.0.97:0").unwrap();
+    let m = register_msg(&other, "1000", 1, "friendly-scanner", None);
+    assert!(exchange(&other, s.addr(), &m, Duration::from_millis(500)).is_none());
+    wait_until("the scanner banned", 5, || {
+        ns.banned_in_kernel("127.0.0.97")
+    });
+}
