@@ -83,9 +83,10 @@ impl Core {
             );
             let known = ha1.is_some();
             match outcome {
+                // Not counted as a failure: a phone whose password was fixed
+                // while it was blocked must not prolong its own block.
                 AuthOutcome::Ok { .. } if !self.shield.auth_allowed(now, ip, &creds.username) => {
                     self.metrics.auth("held_back");
-                    self.shield.auth_failed(now, ip, &creds.username, known);
                 }
                 AuthOutcome::Ok { .. } => {
                     self.metrics.auth("ok");

@@ -216,6 +216,10 @@ fn an_office_of_20_phones_registers_without_trouble() {
     assert!(!ev.iter().any(|e| matches!(e, Event::Banned(_))));
     assert!(!s.auth_allowed(c.now(), office, "1007"));
     assert!(s.auth_allowed(c.now(), office, "1008"));
+    // Its password fixed, the phone is let in once the block ends (the
+    // server does not count attempts it held back).
+    c.advance(3_600_000);
+    assert!(s.auth_allowed(c.now(), office, "1007"));
 }
 
 #[test]
