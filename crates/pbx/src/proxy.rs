@@ -91,7 +91,7 @@ impl Core {
             // The identity shown to the callee must be the one that
             // authenticated.
             let from_ok = msg.from().is_some_and(|f| {
-                route::uri_user(&f.uri).as_deref() == Some(caller.as_str())
+                f.uri.user_decoded().as_deref() == Some(caller.as_str())
                     && match &f.uri {
                         sip::uri::Uri::Sip(u) => route::is_our_host(&self.cfg, &u.host, u.port),
                         _ => false,

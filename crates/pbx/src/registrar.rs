@@ -169,7 +169,7 @@ impl Core {
                 if !ours {
                     return self.reply(now, &key, &msg, 403, "Forbidden", &[]);
                 }
-                route::uri_user(&to.uri)
+                to.uri.user_decoded()
             }
             None => return self.reply(now, &key, &msg, 400, "Bad To", &[]),
         };

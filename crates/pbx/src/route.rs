@@ -54,44 +54,17 @@ pub fn request_uri_is_local(cfg: &CoreConfig, msg: &Message) -> bool {
     }
 }
 
-/// The user part of the Request-URI (escapes decoded), or the tel number.
+/// The user part of the Request-URI (escapes decoded), or the tel number;
+/// `None` for a SIP URI without a user.
 pub fn ruri_user(msg: &Message) -> Option<String> {
-    match msg.request_uri()? {
-        Uri::Sip(u) => u.user.filter(|s| !s.is_empty()).map(unescape),
-        Uri::Tel(t) => Some(t.number.to_string()),
-        Uri::Other { .. } => None,
+    let uri = msg.request_uri()?;
+    if uri
+        .as_sip()
+        .is_some_and(|u| u.user.is_none_or(str::is_empty))
+    {
+        return None;
     }
-}
-
-/// User part of a URI (From/To), escapes decoded.
-pub fn uri_user(u: &Uri<'_>) -> Option<String> {
-    match u {
-        Uri::Sip(s) => s.user.map(unescape),
-        Uri::Tel(t) => Some(t.number.to_string()),
-        Uri::Other { .. } => None,
-    }
-}
-
-pub fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
+    uri.user_decoded()
 }
 
 /// RFC 3261 §16.6 step 8: a hash of what identifies the request at this

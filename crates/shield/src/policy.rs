@@ -85,16 +85,9 @@ impl Signatures {
 /// Request-URI user of anything else.
 pub(crate) fn target_user(msg: &Message) -> Option<String> {
     let user = if msg.method() == Some(&Method::Register) {
-        msg.to().and_then(|to| match to.uri {
-            Uri::Sip(u) => u.user.map(str::to_string),
-            _ => None,
-        })
+        msg.to()?.uri.user_decoded()
     } else {
-        match msg.request_uri()? {
-            Uri::Sip(u) => u.user.map(str::to_string),
-            Uri::Tel(t) => Some(t.number.to_string()),
-            _ => None,
-        }
+        msg.request_uri()?.user_decoded()
     };
     user.map(|u| u.chars().take(64).collect())
 }

@@ -588,6 +588,18 @@ impl<'a> Uri<'a> {
         }
     }
 
+    /// The user part with `%XX` escapes decoded, or a `tel:` URI's number:
+    /// the name users are known by.
+    pub fn user_decoded(&self) -> Option<String> {
+        match self {
+            Uri::Sip(u) => u
+                .user
+                .map(|s| String::from_utf8_lossy(&decoded(s).collect::<Vec<u8>>()).into_owned()),
+            Uri::Tel(t) => Some(t.number.to_string()),
+            Uri::Other { .. } => None,
+        }
+    }
+
     /// URI comparison per RFC 3261 §19.1.4 (SIP/SIPS); `tel:` compares the
     /// number and parameters after decoding; other schemes compare the scheme
     /// case-insensitively and the rest exactly.
@@ -867,6 +879,18 @@ mod tests {
             Uri::Sip(u) => u,
             other => panic!("not sip: {other:?}"),
         }
+    }
+
+    #[test]
+    fn decoded_users() {
+        let user = |s: &str| Uri::parse(s).unwrap().user_decoded();
+        assert_eq!(user("sip:1%30%30%30@example.test").as_deref(), Some("1000"));
+        assert_eq!(user("sip:example.test"), None);
+        assert_eq!(
+            user("tel:+1-201-555-0123").as_deref(),
+            Some("+1-201-555-0123")
+        );
+        assert_eq!(user("urn:service:sos"), None);
     }
 
     #[test]
