@@ -96,17 +96,23 @@ fn kernel_thread(
             }
         };
         let res = match msg {
-            Some(KernelMsg::Apply(ops)) => {
+            Some(KernelMsg::Apply(requested)) => {
                 let t = Instant::now();
-                for op in &ops {
-                    match *op {
+                let mut ops = Vec::with_capacity(requested.len());
+                for op in requested {
+                    match op {
                         Op::Add(k, ttl) => {
-                            want.insert(k, ttl.map(|d| t + d));
+                            // Adding an element the set holds keeps its old
+                            // timeout: a replaced ban is removed first.
+                            if want.insert(k, ttl.map(|d| t + d)).is_some() {
+                                ops.push(Op::Remove(k));
+                            }
                         }
                         Op::Remove(k) => {
                             want.remove(&k);
                         }
                     }
+                    ops.push(op);
                 }
                 if dirty {
                     Ok(())
@@ -246,8 +252,6 @@ pub async fn events_task(
                         evidence = %b.evidence,
                         "shield: banned"
                     );
-                    // A replaced ban keeps its old kernel timeout otherwise.
-                    ops.push(Op::Remove(b.source));
                     ops.push(Op::Add(b.source, ttl_of(&b, t)));
                     history.push(BanEvent {
                         at: t as i64,

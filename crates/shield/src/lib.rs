@@ -174,6 +174,14 @@ struct SourceState {
     auth_ok: u64,
 }
 
+impl SourceState {
+    /// Whether the source authenticated within `window` seconds before
+    /// `now`: a shared NAT (an office) gets the higher limits.
+    fn authenticated_within(&self, window: u64, now: u64) -> bool {
+        self.auth_ok != 0 && self.auth_ok.saturating_add(window) > now
+    }
+}
+
 impl Worth for SourceState {
     fn worth(&self) -> (u8, u64) {
         let w = if self.auth_ok != 0 {
@@ -357,7 +365,7 @@ impl Shield {
             .ledger
             .iter()
             .map(|b| b.source)
-            .filter(|k| self.trusted.covers(*k) || self.trusted.contains(k.addr()))
+            .filter(|k| self.trusted.matches_source(*k))
             .collect();
         for k in covered {
             if let Some(ban) = self.ledger.remove(k) {
@@ -388,10 +396,6 @@ impl Shield {
         (now.mono.saturating_duration_since(self.epoch).as_millis() as u64).max(1)
     }
 
-    fn nat(&self, st: &SourceState, now: u64) -> bool {
-        st.auth_ok != 0 && st.auth_ok.saturating_add(self.cfg.auth.nat_window_secs) > now
-    }
-
     /// Admission of one datagram, stream message or new connection from
     /// `ip`, before any parsing.
     pub fn admit(&mut self, now: Now, ip: IpAddr) -> Decision {
@@ -414,7 +418,7 @@ impl Shield {
         let nat_window = self.cfg.auth.nat_window_secs;
         let nat_factor = u64::from(f.nat_factor.max(1));
         let st = self.sources.entry(key);
-        if st.auth_ok != 0 && st.auth_ok.saturating_add(nat_window) > now.unix {
+        if st.authenticated_within(nat_window, now.unix) {
             rate = rate.saturating_mul(nat_factor);
             burst = burst.saturating_mul(nat_factor);
         }
@@ -473,7 +477,7 @@ impl Shield {
         let ext = self.extensions;
         let nat_factor = self.cfg.flood.nat_factor.max(1);
         let st = self.sources.entry(key);
-        let nat = st.auth_ok != 0 && st.auth_ok.saturating_add(self.cfg.auth.nat_window_secs) > t;
+        let nat = st.authenticated_within(self.cfg.auth.nat_window_secs, t);
         let scale = |limit: u32| {
             if nat {
                 limit.saturating_mul(nat_factor)
@@ -569,7 +573,11 @@ impl Shield {
         }
         let key = SourceKey::of(ip);
         let t = now.unix;
-        let nat = self.sources.get(key).is_some_and(|st| self.nat(st, t));
+        let window = self.cfg.auth.nat_window_secs;
+        let nat = self
+            .sources
+            .get(key)
+            .is_some_and(|st| st.authenticated_within(window, t));
         match self.fails.failure(&self.cfg.auth, key, user, nat, t) {
             FailOutcome::BanSource { failures, users } => {
                 let evidence = format!(
@@ -661,7 +669,7 @@ impl Shield {
         reason: &str,
         secs: Option<u64>,
     ) -> Result<Ban, ShieldError> {
-        if self.trusted.covers(key) || self.trusted.contains(key.addr()) {
+        if self.trusted.matches_source(key) {
             return Err(ShieldError::Trusted(key));
         }
         let offense = self.ledger.offenses(key, now.unix, self.cfg.recidive_secs) + 1;
@@ -700,9 +708,7 @@ impl Shield {
     pub fn restore(&mut self, now: Now, bans: impl IntoIterator<Item = Ban>) -> usize {
         let mut n = 0;
         for b in bans {
-            if b.active(now.unix)
-                && !(self.trusted.covers(b.source) || self.trusted.contains(b.source.addr()))
-            {
+            if b.active(now.unix) && !self.trusted.matches_source(b.source) {
                 self.ledger.insert(b);
                 n += 1;
             }
@@ -724,8 +730,8 @@ impl Shield {
         Explanation {
             source: key,
             ban: self.ledger.get(key).filter(|b| b.active(t)).cloned(),
-            trusted: self.trusted.covers(key) || self.trusted.contains(key.addr()),
-            blocklisted: self.blocked.covers(key) || self.blocked.contains(key.addr()),
+            trusted: self.trusted.matches_source(key),
+            blocklisted: self.blocked.matches_source(key),
             offenses: self.ledger.offenses(key, t, self.cfg.recidive_secs),
             auth_failures: self.fails.recent(&self.cfg.auth, key, t),
             register_last_min: st.map_or(0, |s| s.register.current(t)),

@@ -280,6 +280,12 @@ impl PrefixSet {
         }
     }
 
+    /// Whether a ban or trust decision about the whole key follows this
+    /// set: the key is covered, or its first address is in it.
+    pub fn matches_source(&self, key: SourceKey) -> bool {
+        self.covers(key) || self.contains(key.addr())
+    }
+
     /// Number of merged ranges (IPv4 plus IPv6).
     pub fn ranges(&self) -> usize {
         self.v4.len() + self.v6.len()
