@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of hardline: formatting, clippy, unit and integration
 # tests (the real binary driven by SIPp, baresip, sipvicious and our own
-# clients, the RFC 4475 corpus, the shield with real nftables in network
-# namespaces, which needs root), and a fuzz smoke run of each cargo-fuzz
-# target.
+# clients, the RFC 4475 corpus, the shield and the media loss test with
+# real nftables in network namespaces, which needs root), and a fuzz smoke
+# run of each cargo-fuzz target.
 #
 # Peers the tests need are installed from Debian when missing (as root);
 # without them the tests fail loudly, they never skip.
@@ -20,6 +20,9 @@ command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip-core)
 command -v svwar >/dev/null 2>&1 || need_pkgs+=(sipvicious)
 command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+# The media tests: speech for the RTP streams and announcements.
+command -v espeak-ng >/dev/null 2>&1 || need_pkgs+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || need_pkgs+=(sox)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing test peers: ${need_pkgs[*]}"

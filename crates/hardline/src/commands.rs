@@ -270,6 +270,51 @@ pub async fn registrations(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// `hardline calls`: asks the running server.
+pub fn calls(config: Option<PathBuf>, format: &str) -> ExitCode {
+    let cfg = match resolve_config(config).and_then(|p| load_config(&p)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if format != "table" && format != "json" {
+        eprintln!("hardline: --format {format:?}: expected table or json");
+        return ExitCode::from(2);
+    }
+    let path = crate::calls::control_path(&cfg.storage.path);
+    match crate::calls::ask(&path, "calls") {
+        Ok(v) if format == "json" => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print!("{}", crate::calls::render_live(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `hardline cdr`: call records from the store, oldest first.
+pub async fn cdr(
+    config: Option<PathBuf>,
+    since: Option<String>,
+    format: &str,
+    limit: i64,
+) -> ExitCode {
+    let format = format.to_string();
+    with_store(config, async move |_cfg, store, now| {
+        let since = match &since {
+            Some(s) => crate::calls::parse_since(s, now * 1000)?,
+            None => 0,
+        };
+        let mut records = store.cdrs_since(since, limit.max(1)).await?;
+        records.reverse();
+        print!("{}", crate::calls::render_cdrs(&records, &format)?);
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
+}
+
 pub enum BanAction {
     List,
     Add {

@@ -1,7 +1,9 @@
 //! hardline: a hardened SIP registrar, proxy and PBX. This binary is the CLI
 //! and the wiring; the logic lives in the library crates.
 
+mod calls;
 mod commands;
+mod media_rt;
 mod notify;
 mod server;
 mod setup;
@@ -54,6 +56,30 @@ enum Cmd {
         config: Option<PathBuf>,
         #[command(subcommand)]
         cmd: BanCmd,
+    },
+    /// Calls in progress with their running MOS (asks the running server).
+    Calls {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Call records: time, from, to, MOS, codec (and everything else in
+    /// csv and json).
+    Cdr {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Calls started from then on: a date, a UTC time, unix seconds or
+        /// an age (30m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// table, csv or json
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// The newest N records at most.
+        #[arg(long, default_value_t = 10000)]
+        limit: i64,
     },
     /// Sources the shield never limits or bans, beyond shield.trusted.
     Trust {
@@ -215,6 +241,13 @@ fn main() -> ExitCode {
             };
             rt.block_on(commands::ban(config, action))
         }
+        Cmd::Calls { config, format } => commands::calls(config, &format),
+        Cmd::Cdr {
+            config,
+            since,
+            format,
+            limit,
+        } => rt.block_on(commands::cdr(config, since, &format, limit)),
         Cmd::Trust { config, cmd } => {
             let action = match cmd {
                 TrustCmd::Add { entry, note } => commands::TrustAction::Add { entry, note },

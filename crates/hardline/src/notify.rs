@@ -50,7 +50,7 @@ pub fn parse_http_url(url: &str) -> Option<(String, u16, String)> {
 }
 
 /// A JSON string literal.
-fn json_str(s: &str) -> String {
+pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -121,16 +121,22 @@ impl Notifier {
 
     /// The report of `events` (JSON objects from [`event_json`]).
     pub fn report(&self, events: &[String], now: u64) -> String {
+        let summary = format!(
+            "hardline shield on {}: {} incident(s); `hardline ban list` and `hardline ban explain ADDR` tell more",
+            self.domain,
+            events.len()
+        );
+        self.report_with(&summary, events, now)
+    }
+
+    /// A report of `events` under `summary`.
+    pub fn report_with(&self, summary: &str, events: &[String], now: u64) -> String {
         let listed = &events[..events.len().min(MAX_LISTED)];
         format!(
             "{{\"server\":{},\"time\":{},\"summary\":{},\"events\":[{}],\"not_listed\":{}}}\n",
             json_str(&self.domain),
             json_str(&utc(now as i64)),
-            json_str(&format!(
-                "hardline shield on {}: {} incident(s); `hardline ban list` and `hardline ban explain ADDR` tell more",
-                self.domain,
-                events.len()
-            )),
+            json_str(summary),
             listed.join(","),
             events.len() - listed.len()
         )
@@ -139,9 +145,14 @@ impl Notifier {
     /// Sends `report` to the command and the URL; never fails the caller
     /// (problems are logged), each bounded in time.
     pub async fn deliver(&self, report: String) {
+        self.deliver_kind(report, "shield").await
+    }
+
+    /// Sends `report`; the command sees `HARDLINE_EVENT=kind`.
+    pub async fn deliver_kind(&self, report: String, kind: &'static str) {
         if let Some(cmd) = self.command.clone() {
             let body = report.clone();
-            let res = tokio::task::spawn_blocking(move || run_command(&cmd, &body)).await;
+            let res = tokio::task::spawn_blocking(move || run_command(&cmd, &body, kind)).await;
             match res {
                 Ok(Ok(())) => info!("shield: incident report handed to shield.notify_command"),
                 Ok(Err(e)) => warn!(error = %e, "shield: shield.notify_command failed"),
@@ -166,9 +177,9 @@ impl Notifier {
 }
 
 /// Runs `cmd` with `body` on its standard input, killed after 10 s.
-fn run_command(cmd: &PathBuf, body: &str) -> std::io::Result<()> {
+fn run_command(cmd: &PathBuf, body: &str, kind: &str) -> std::io::Result<()> {
     let mut child = Command::new(cmd)
-        .env("HARDLINE_EVENT", "shield")
+        .env("HARDLINE_EVENT", kind)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

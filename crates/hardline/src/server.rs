@@ -26,6 +26,7 @@ struct Shared {
 
 enum StoreMsg {
     Batch(StoreBatch),
+    Cdr(pbx::CallRecord),
     Flush(oneshot::Sender<()>),
 }
 
@@ -38,6 +39,10 @@ pub struct Runtime {
     timer: Notify,
     limits: RwLock<sip::Limits>,
     metrics: Arc<Metrics>,
+    /// Quality events for the notification hook.
+    quality_tx: mpsc::UnboundedSender<pbx::QualityEvent>,
+    /// The media relay, when `media.enabled`.
+    relay: Option<pbx::SharedRelay>,
 }
 
 pub fn now() -> Now {
@@ -78,6 +83,12 @@ impl Runtime {
         }
         while let Some(e) = s.core.poll_shield_event() {
             let _ = self.shield_tx.send(e);
+        }
+        while let Some(c) = s.core.poll_call_record() {
+            let _ = self.store_tx.send(StoreMsg::Cdr(c));
+        }
+        while let Some(q) = s.core.poll_quality() {
+            let _ = self.quality_tx.send(q);
         }
         let next = s.core.poll_timeout();
         if let Some(n) = next {
@@ -146,7 +157,12 @@ async fn timer_task(rt: Arc<Runtime>) {
 
 /// Group commit: every batch waiting when the previous transaction finished
 /// goes into the next one, so REGISTER throughput does not depend on fsyncs.
-async fn store_task(rt: Arc<Runtime>, store: Store, mut rx: mpsc::UnboundedReceiver<StoreMsg>) {
+async fn store_task(
+    rt: Arc<Runtime>,
+    store: Store,
+    cdr_keep: u64,
+    mut rx: mpsc::UnboundedReceiver<StoreMsg>,
+) {
     // Registrations per commit at most (each a few rows); enough that the
     // gathering never caps throughput (4096 / 50 ms is 81 920/s).
     const MAX_BATCHES: usize = 4096;
@@ -166,10 +182,12 @@ async fn store_task(rt: Arc<Runtime>, store: Store, mut rx: mpsc::UnboundedRecei
         }
         let mut batches = Vec::new();
         let mut flushes = Vec::new();
+        let mut cdrs = Vec::new();
         let mut next = Some(first);
         while let Some(m) = next.take() {
             match m {
                 StoreMsg::Batch(b) => batches.push(b),
+                StoreMsg::Cdr(c) => cdrs.push(crate::calls::to_store(&c)),
                 StoreMsg::Flush(tx) => flushes.push(tx),
             }
             if batches.len() < MAX_BATCHES {
@@ -191,6 +209,23 @@ async fn store_task(rt: Arc<Runtime>, store: Store, mut rx: mpsc::UnboundedRecei
                     c.store_done(now, id, ok);
                 }
             });
+        }
+        // Call records: retried a few times, the same transaction each
+        // time (a record is never half written).
+        for attempt in 0..5 {
+            if cdrs.is_empty() {
+                break;
+            }
+            match store.cdrs_write(&cdrs, cdr_keep as i64).await {
+                Ok(()) => break,
+                Err(e) if attempt == 4 => {
+                    error!(error = %e, records = cdrs.len(), "storing call records failed; they are lost")
+                }
+                Err(e) => {
+                    warn!(error = %e, records = cdrs.len(), "storing call records failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         }
         for f in flushes {
             let _ = f.send(());
@@ -286,9 +321,20 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
         }
     }
     let zones = Arc::new(setup::load_zones(&cfg)?);
-    let core_cfg = setup::core_config(&cfg, &locals, secret, zones);
+    let announcements = setup::load_announcements(&cfg)?;
+    let core_cfg = setup::core_config(&cfg, &locals, secret, zones, announcements);
     let seed: u64 = rand::random();
-    let core = Core::new(core_cfg, users, bindings, start, seed, metrics.clone());
+    let mut core = Core::new(core_cfg, users, bindings, start, seed, metrics.clone());
+    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let media = if cfg.media.enabled {
+        let m = crate::media_rt::start(cfg.media.relay.clone(), metrics.clone(), media_tx)
+            .context("starting the media relay")?;
+        core.set_relay(m.relay.clone());
+        Some(m)
+    } else {
+        warn!("media relay disabled (media.enabled = false): RTP flows between phones directly, calls get no quality statistics");
+        None
+    };
     let kernel = shield_rt::start_kernel(&cfg.shield.config, metrics.clone());
     if !cfg.shield.config.enabled {
         warn!("shield disabled (shield.enabled = false): no flood limits, no bans, no scanner blocking");
@@ -296,6 +342,7 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
 
     let (store_tx, store_rx) = mpsc::unbounded_channel();
     let (shield_tx, shield_rx) = mpsc::unbounded_channel();
+    let (quality_tx, quality_rx) = mpsc::unbounded_channel();
     let rt = Arc::new(Runtime {
         shield_tx,
         shared: Mutex::new(Shared { core, armed: None }),
@@ -304,6 +351,8 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
         timer: Notify::new(),
         limits: RwLock::new(cfg.limits.clone()),
         metrics,
+        quality_tx,
+        relay: media.as_ref().map(|m| m.relay.clone()),
     });
 
     // Bans in force before anything is received; then the CLI's requests.
@@ -318,6 +367,18 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
             .and_then(crate::notify::parse_http_url),
         domain: cfg.sip.domain.clone(),
     };
+    tasks.push(tokio::spawn(crate::media_rt::events_task(
+        rt.clone(),
+        media_rx,
+    )));
+    tasks.push(tokio::spawn(crate::media_rt::quality_task(
+        notifier.clone(),
+        quality_rx,
+    )));
+    tasks.push(tokio::spawn(crate::calls::control_task(
+        rt.clone(),
+        crate::calls::control_path(&cfg.storage.path),
+    )));
     tasks.push(tokio::spawn(shield_rt::events_task(
         store.clone(),
         kernel.tx.clone(),
@@ -344,7 +405,12 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
     }
     tasks.push(tokio::spawn(timer_task(rt.clone())));
     tasks.push(tokio::spawn(users_task(rt.clone(), store.clone())));
-    let store_handle = tokio::spawn(store_task(rt.clone(), store.clone(), store_rx));
+    let store_handle = tokio::spawn(store_task(
+        rt.clone(),
+        store.clone(),
+        cfg.media.cdr_keep,
+        store_rx,
+    ));
 
     let registry = Arc::new(registry);
     let (metrics_stop_tx, metrics_stop_rx) = oneshot::channel::<()>();
@@ -361,6 +427,7 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let config_storage_path = cfg.storage.path.clone();
     let mut current = cfg;
     loop {
         tokio::select! {
@@ -375,10 +442,17 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> Result<()> {
         }
     }
 
-    // Stop taking input, then make sure every accepted registration is stored.
+    // Stop taking input, then make sure every accepted registration and
+    // every call record is stored: calls still up end here (the relay
+    // stops with the server).
     for t in &tasks {
         t.abort();
     }
+    rt.with_core(|c, now| c.end_all_calls(now));
+    if let Some(m) = media {
+        m.stop();
+    }
+    let _ = std::fs::remove_file(crate::calls::control_path(&config_storage_path));
     let (ftx, frx) = oneshot::channel();
     let _ = rt.store_tx.send(StoreMsg::Flush(ftx));
     let _ = tokio::time::timeout(Duration::from_secs(10), frx).await;
@@ -411,6 +485,13 @@ async fn reload(rt: &Arc<Runtime>, store: &Store, path: &Path, current: &Config)
     if next.metrics != current.metrics {
         anyhow::bail!("metrics changed: restart hardline to rebind the metrics endpoint");
     }
+    if next.media.enabled != current.media.enabled
+        || next.media.relay.port_range != current.media.relay.port_range
+    {
+        anyhow::bail!(
+            "media.enabled or media.port_range changed: restart hardline to rebind the relay"
+        );
+    }
     setup::sync_config_users(store, &next).await?;
     let users = store.users_list().await?;
     let secret = setup::load_or_create_secret(store).await?;
@@ -422,7 +503,13 @@ async fn reload(rt: &Arc<Runtime>, store: &Store, path: &Path, current: &Config)
         s.core.local_addrs().to_vec()
     };
     let zones = Arc::new(setup::load_zones(&next)?);
-    let core_cfg = setup::core_config(&next, &locals, secret, zones);
+    let announcements = setup::load_announcements(&next)?;
+    let core_cfg = setup::core_config(&next, &locals, secret, zones, announcements);
+    if let Some(r) = &rt.relay {
+        if let Ok(mut r) = r.lock() {
+            r.reconfigure(next.media.relay.clone());
+        }
+    }
     if let Ok(mut l) = rt.limits.write() {
         *l = next.limits.clone();
     }

@@ -10,6 +10,7 @@ use rand::Rng;
 use sip::auth::{ha1, Algorithm};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use store::{Store, StoreOptions, UserRecord};
 use tracing::{info, warn};
 
@@ -111,7 +112,7 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn set_private(path: &std::path::Path, mode: u32) {
+pub fn set_private(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
@@ -256,11 +257,35 @@ pub fn load_zones(cfg: &Config) -> Result<Vec<shield::Cidr>> {
     Ok(out)
 }
 
+/// The recordings of `[[media.announcements]]`, read once; a file that
+/// cannot be played stops start-up (or a reload), naming itself.
+pub fn load_announcements(cfg: &Config) -> Result<Vec<(String, Arc<media::wav::Audio>, bool)>> {
+    let mut out = Vec::new();
+    for (i, a) in cfg.media.announcements.iter().enumerate() {
+        let bytes = std::fs::read(&a.file).with_context(|| {
+            format!(
+                "media.announcements[{i}].file: cannot read {}",
+                a.file.display()
+            )
+        })?;
+        let audio = media::wav::Audio::from_wav(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "media.announcements[{i}].file: {} cannot be played: {e}",
+                a.file.display()
+            )
+        })?;
+        info!(number = %a.number, file = %a.file.display(), frames = audio.frames(), "announcement loaded");
+        out.push((a.number.clone(), Arc::new(audio), a.looped));
+    }
+    Ok(out)
+}
+
 pub fn core_config(
     cfg: &Config,
     locals: &[(Transport, SocketAddr)],
     secret: [u8; 32],
-    zones: std::sync::Arc<Vec<shield::Cidr>>,
+    zones: Arc<Vec<shield::Cidr>>,
+    announcements: Vec<(String, Arc<media::wav::Audio>, bool)>,
 ) -> CoreConfig {
     let algs = cfg
         .sip
@@ -291,6 +316,12 @@ pub fn core_config(
         secret,
         shield: cfg.shield.config.clone(),
         shield_zones: zones,
+        media: pbx::MediaConfig {
+            enabled: cfg.media.enabled,
+            address: cfg.media.address,
+            echo: cfg.media.echo.clone(),
+            announcements,
+        },
     }
 }
 

@@ -30,6 +30,7 @@ fn free_sip_port() -> u16 {
 
 struct Baresip {
     child: Child,
+    dir: PathBuf,
     user: String,
     log: PathBuf,
     ctrl: TcpStream,
@@ -40,20 +41,33 @@ struct Baresip {
 
 impl Baresip {
     fn start(server: &Server, user: &str, transport: &str) -> Baresip {
+        Baresip::start_with(server, user, transport, None)
+    }
+
+    /// A phone whose microphone is `speech` (8 kHz mono 16-bit WAV) when
+    /// given, a 440 Hz tone otherwise; what it hears is dumped to WAV files
+    /// in its directory (baresip's sndfile module).
+    fn start_with(server: &Server, user: &str, transport: &str, speech: Option<&Path>) -> Baresip {
         require_tool("baresip", "baresip-core");
         let dir = server.dir.join(format!("baresip-{user}"));
         std::fs::create_dir_all(&dir).unwrap();
         let sip_port = free_sip_port();
         let ctrl_port = free_port();
-        // No sound card: a sine source at the rate ausine insists on, and a
-        // player writing nowhere. RTP flows directly between the phones.
+        // No sound card: a sine source at the rate ausine insists on (or a
+        // speech file at its own rate), and a player writing nowhere. RTP
+        // goes through hardline's relay.
+        let source = match speech {
+            Some(p) => format!(
+                "audio_source aufile,{}\nausrc_srate 8000\nausrc_channels 1\n",
+                p.display()
+            ),
+            None => "audio_source ausine,440\nausrc_srate 48000\nausrc_channels 2\n".to_string(),
+        };
         let config = format!(
             "poll_method epoll\n\
              sip_listen 127.0.0.1:{sip_port}\n\
              sip_trans_def {transport}\n\
-             audio_source ausine,440\n\
-             ausrc_srate 48000\n\
-             ausrc_channels 2\n\
+             {source}\
              audio_player aufile,/dev/null\n\
              audio_alert aufile,/dev/null\n\
              rtp_ports 30000-39999\n\
@@ -61,10 +75,13 @@ impl Baresip {
              module g711.so\n\
              module ausine.so\n\
              module aufile.so\n\
+             module sndfile.so\n\
+             snd_path {}\n\
              module account.so\n\
              module_app menu.so\n\
              module_app ctrl_tcp.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n"
+             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
+            dir.display()
         );
         std::fs::write(dir.join("config"), config).unwrap();
         let accounts = format!(
@@ -88,6 +105,7 @@ impl Baresip {
             .unwrap();
         Baresip {
             child,
+            dir,
             user: user.to_string(),
             log,
             ctrl,
@@ -254,4 +272,153 @@ fn baresip_phones_register_and_call_each_other_udp() {
 #[test]
 fn baresip_phones_register_and_call_each_other_tcp() {
     two_phones_call_each_other("tcp");
+}
+
+impl Baresip {
+    /// The loudness (RMS of 16-bit samples) of everything this phone heard
+    /// in its calls so far (baresip's sndfile dumps of decoded audio).
+    fn heard_rms(&self) -> f64 {
+        let mut sum = 0f64;
+        let mut n = 0usize;
+        for e in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("dump-") && name.ends_with("-dec.wav")) {
+                continue;
+            }
+            let b = std::fs::read(e.path()).unwrap();
+            // Samples follow the 44-byte header sndfile writes.
+            for c in b.get(44..).unwrap_or(&[]).chunks_exact(2) {
+                let v = f64::from(i16::from_le_bytes([c[0], c[1]]));
+                sum += v * v;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            0.0
+        } else {
+            (sum / n as f64).sqrt()
+        }
+    }
+}
+
+/// Speech for a phone's microphone: 8 kHz mono 16-bit, some 10 s.
+fn speech(s: &Server) -> PathBuf {
+    speech_wav(
+        &s.dir,
+        "speech",
+        "Hello, this is a test call through the hardline media relay. \
+         The relay measures loss, jitter and the round trip of every stream, \
+         and rates each direction with the E-model. One, two, three, four, five, \
+         six, seven, eight, nine, ten.",
+        "signed-integer",
+    )
+}
+
+fn server_with_apps(tag: &str) -> Server {
+    let dir = temp_dir(&format!("{tag}-wav"));
+    let wav = speech_wav(
+        &dir,
+        "announcement",
+        "Welcome to hardline. This is an announcement.",
+        "u-law",
+    );
+    Server::start_with_sip(
+        tag,
+        "auth_algorithms = [\"MD5\"]\n",
+        &format!(
+            "[media]\necho = [\"*43\"]\n[[media.announcements]]\nnumber = \"*44\"\nfile = \"{}\"\nloop = false\n",
+            wav.display()
+        ),
+    )
+}
+
+/// The newest call record to `to`, waiting for it to be written.
+fn record_to(s: &Server, to: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(r) = cdrs(s)
+            .into_iter()
+            .rev()
+            .find(|r| r["to"].as_str().is_some_and(|t| t.contains(to)))
+        {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no call record to {to}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn baresip_call_is_relayed_and_both_directions_are_rated() {
+    let s = server_with_apps("baresip-mos");
+    let talk = speech(&s);
+    let mut a = Baresip::start_with(&s, "1000", "udp", Some(&talk));
+    let mut b = Baresip::start(&s, "1001", "udp");
+    wait_registered(&s, &["1000", "1001"], "udp");
+    let t = Duration::from_secs(15);
+    a.command("dial", &format!("sip:1001@{DOMAIN}"));
+    b.wait_event("CALL_ESTABLISHED", t);
+    a.wait_event("CALL_ESTABLISHED", t);
+    a.wait_event("CALL_RTPESTAB", t);
+    b.wait_event("CALL_RTPESTAB", t);
+    // Long enough for RTCP reports both ways (every 5 s or so).
+    std::thread::sleep(Duration::from_secs(16));
+    let live = live_calls(&s);
+    assert_eq!(live.as_array().map(Vec::len), Some(1), "{live}");
+    a.command("hangup", "");
+    a.wait_event("CALL_CLOSED", t);
+    b.wait_event("CALL_CLOSED", t);
+    // The callee heard the caller's speech through the relay.
+    let rms = b.heard_rms();
+    assert!(rms > 300.0, "callee heard silence (RMS {rms})");
+    let rec = record_to(&s, "1001");
+    eprintln!("callee heard RMS {rms}; record: {rec}");
+    assert_eq!(rec["disposition"], "answered", "{rec}");
+    for d in ["caller_to_callee", "callee_to_caller"] {
+        let st = stream(&rec, d);
+        assert!(st["packets"].as_u64().unwrap() > 200, "{d}: {rec}");
+        assert!(st["mos"].as_f64().is_some(), "{d} not rated: {rec}");
+        assert!(st["mos"].as_f64().unwrap() > 4.0, "{d}: {rec}");
+        // baresip sends RTCP: the relay times both legs, so the score is
+        // conversational.
+        assert!(st["rtt_ms"].as_f64().is_some(), "{d}: no round trip: {rec}");
+        assert_eq!(st["mos_kind"], "conversational", "{d}: {rec}");
+    }
+    assert!(rec["mos"].as_f64().is_some(), "{rec}");
+}
+
+#[test]
+fn baresip_hears_itself_on_the_echo_test_number_and_the_announcement() {
+    let s = server_with_apps("baresip-apps");
+    let talk = speech(&s);
+    let mut a = Baresip::start_with(&s, "1000", "udp", Some(&talk));
+    wait_registered(&s, &["1000"], "udp");
+    let t = Duration::from_secs(15);
+    a.command("dial", &format!("sip:*43@{DOMAIN}"));
+    a.wait_event("CALL_ESTABLISHED", t);
+    a.wait_event("CALL_RTPESTAB", t);
+    std::thread::sleep(Duration::from_secs(4));
+    a.command("hangup", "");
+    a.wait_event("CALL_CLOSED", t);
+    let echoed = a.heard_rms();
+    eprintln!("echo RMS {echoed}");
+    assert!(
+        echoed > 300.0,
+        "the echo test returned silence (RMS {echoed})"
+    );
+    let rec = record_to(&s, "*43");
+    assert_eq!(rec["disposition"], "answered", "{rec}");
+    let st = stream(&rec, "caller_to_callee");
+    assert!(st["packets"].as_u64().unwrap() > 100, "{rec}");
+    // The announcement plays once, then hardline hangs up.
+    a.command("dial", &format!("sip:*44@{DOMAIN}"));
+    a.wait_event("CALL_ESTABLISHED", t);
+    let closed = a.wait_event("CALL_CLOSED", Duration::from_secs(20));
+    assert_eq!(closed["direction"], "outgoing", "{closed}");
+    let rec = record_to(&s, "*44");
+    assert_eq!(rec["disposition"], "answered", "{rec}");
+    assert!(
+        rec["ended_at"].is_string() && rec["answered_at"].is_string(),
+        "{rec}"
+    );
 }

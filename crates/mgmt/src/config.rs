@@ -35,7 +35,34 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub shield: ShieldSection,
+    pub media: MediaSection,
     pub extensions: Vec<ExtensionConfig>,
+}
+
+/// `[media]`: the RTP relay, call records and the media applications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaSection {
+    /// Anchor the RTP of every call (NAT traversal, statistics, MOS).
+    pub enabled: bool,
+    pub relay: media::RelayConfig,
+    /// The relay's address in SDP; `None`: the address of the SIP
+    /// listener the call came in on.
+    pub address: Option<IpAddr>,
+    /// Numbers answered by the echo test.
+    pub echo: Vec<String>,
+    pub announcements: Vec<Announcement>,
+    /// Call records kept (the oldest go first).
+    pub cdr_keep: u64,
+}
+
+/// `[[media.announcements]]`: a number that plays a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub number: String,
+    /// Resolved against the config file's directory.
+    pub file: PathBuf,
+    /// Play it again and again; false: once, then hang up.
+    pub looped: bool,
 }
 
 /// `[shield]`: the intrusion-prevention settings, plus where the country
@@ -453,6 +480,7 @@ fn read_config(table: Table, base_dir: &Path, errs: &mut Errors) -> Config {
     let metrics = read_metrics(top.section(errs, "metrics", false), errs);
     let log = read_log(top.section(errs, "log", false), errs);
     let shield = read_shield(top.section(errs, "shield", false), base_dir, errs);
+    let media = read_media(top.section(errs, "media", false), base_dir, errs);
     let extensions = read_extensions(&mut top, sip.auth_algorithms.as_deref(), errs);
 
     // A TCP SIP listener and the metrics endpoint on the same socket address
@@ -491,6 +519,7 @@ fn read_config(table: Table, base_dir: &Path, errs: &mut Errors) -> Config {
         metrics: metrics.unwrap_or_default(),
         log,
         shield,
+        media,
         extensions,
     }
 }
@@ -1129,6 +1158,163 @@ fn read_shield(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> ShieldSe
         trusted_hosts,
         notify_command,
         notify_url,
+    }
+}
+
+fn read_media(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> MediaSection {
+    let d = media::RelayConfig::default();
+    let enabled = sec.boolean(errs, "enabled", true);
+    let mut port_range = d.port_range;
+    if let Absent::Present((path, items)) = sec.array(errs, "port_range") {
+        let ports: Vec<Option<i64>> = items.iter().map(|v| v.as_integer()).collect();
+        match ports.as_slice() {
+            [Some(lo), Some(hi)] if (1024..=65534).contains(lo) && (1025..=65535).contains(hi) && hi - lo >= 3 => {
+                port_range = (*lo as u16, *hi as u16);
+            }
+            _ => errs.push(
+                &path,
+                "expected [first, last]: two ports within 1024..=65535, at least 4 apart (RTP on even ports, RTCP on the next)",
+            ),
+        }
+    }
+    let address = match sec.string(errs, "address") {
+        Absent::Present((path, a)) => match a.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => Some(ip),
+            _ => {
+                errs.push(
+                    &path,
+                    format!(
+                        "expected the IP address phones reach the relay at, got {:?}",
+                        clip(&a)
+                    ),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    let timeout = sec.uint(errs, "timeout_secs", 5u64, 86_400, d.timeout.as_secs());
+    let hold_timeout = sec.uint(
+        errs,
+        "hold_timeout_secs",
+        5u64,
+        604_800,
+        d.hold_timeout.as_secs(),
+    );
+    let pairs = media::RelayConfig {
+        port_range,
+        ..d.clone()
+    }
+    .pairs();
+    let max_sessions = sec.uint(
+        errs,
+        "max_calls",
+        1u64,
+        1_000_000,
+        (pairs / 2).min(d.max_sessions) as u64,
+    ) as usize;
+    let max_sessions_per_source = sec.uint(
+        errs,
+        "max_calls_per_source",
+        1u64,
+        1_000_000,
+        d.max_sessions_per_source as u64,
+    ) as usize;
+    let g711_plc = sec.boolean(errs, "g711_plc", d.g711_plc);
+    let mos_threshold = match sec.take("mos_threshold") {
+        None => d.mos_threshold,
+        Some((_, toml::Value::Float(f))) if (1.0..=4.5).contains(&f) => f,
+        Some((_, toml::Value::Integer(i))) if (1..=4).contains(&i) => i as f64,
+        Some((path, _)) => {
+            errs.push(&path, "expected a MOS between 1.0 and 4.5");
+            d.mos_threshold
+        }
+    };
+    let cdr_keep = sec.uint(errs, "cdr_keep", 100u64, 100_000_000, 100_000);
+    let mut numbers: Vec<String> = Vec::new();
+    let mut number = |errs: &mut Errors, path: &str, n: String| -> Option<String> {
+        if n.is_empty()
+            || n.len() > 32
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"*#+-_.".contains(&b))
+        {
+            errs.push(
+                path,
+                format!(
+                    "expected a dialable number like \"*43\", got {:?}",
+                    clip(&n)
+                ),
+            );
+            return None;
+        }
+        if numbers.contains(&n) {
+            errs.push(path, format!("{n:?} is used twice in [media]"));
+            return None;
+        }
+        numbers.push(n.clone());
+        Some(n)
+    };
+    let mut echo = Vec::new();
+    match sec.array(errs, "echo") {
+        Absent::Present((path, items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                let ipath = format!("{path}[{i}]");
+                if let Some(n) = expect_str(errs, &ipath, item) {
+                    if let Some(n) = number(errs, &ipath, n) {
+                        echo.push(n);
+                    }
+                }
+            }
+        }
+        Absent::Missing => echo.push(number(errs, "media.echo", "*43".into()).unwrap_or_default()),
+        Absent::Invalid => {}
+    }
+    let mut announcements = Vec::new();
+    if let Absent::Present((path, items)) = sec.array(errs, "announcements") {
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            let toml::Value::Table(t) = item else {
+                errs.push(&ipath, "expected a table with number, file and loop");
+                continue;
+            };
+            let mut a = Section::new(ipath.clone(), t);
+            let n = a.required_str(errs, "number");
+            let f = a.required_str(errs, "file");
+            let looped = a.boolean(errs, "loop", false);
+            a.finish(errs);
+            if let (Some((npath, n)), Some((fpath, f))) = (n, f) {
+                if f.is_empty() || f.contains('\0') {
+                    errs.push(&fpath, "must be a path to a G.711 WAV file");
+                    continue;
+                }
+                if let Some(number) = number(errs, &npath, n) {
+                    announcements.push(Announcement {
+                        number,
+                        file: base_dir.join(f),
+                        looped,
+                    });
+                }
+            }
+        }
+    }
+    sec.finish(errs);
+    MediaSection {
+        enabled,
+        relay: media::RelayConfig {
+            port_range,
+            timeout: std::time::Duration::from_secs(timeout),
+            hold_timeout: std::time::Duration::from_secs(hold_timeout),
+            max_sessions,
+            max_sessions_per_source,
+            g711_plc,
+            mos_threshold,
+            ..d
+        },
+        address,
+        echo,
+        announcements,
+        cdr_keep,
     }
 }
 
@@ -1911,6 +2097,45 @@ max_duration_secs = 14400
 # not claim to be ours (public SIP URI calling): alias = "extension". None
 # by default; e.g. public_aliases = { sales = "1000" }.
 public_aliases = {}
+
+[media]
+# Every call's RTP goes through hardline: phones behind NAT get two-way
+# audio, and each stream is measured (loss, jitter, bursts, round trip,
+# E-model MOS per direction, stored with the call record). false: media
+# flows between the phones directly and records have no statistics.
+enabled = true
+# Relay ports (RTP on even ports, RTCP on the next): each call takes two
+# pairs per media stream. Open this range in the firewall.
+port_range = [10000, 20000]
+# The relay's address in SDP, when phones reach it at another address than
+# the SIP listener's (a public address in front of NAT). Unset: the SIP
+# listener's address.
+# address = "203.0.113.10"
+# An answered call with no RTP in any direction for timeout_secs ends with
+# a BYE to both sides (record: media_timeout); hold_timeout_secs applies to
+# calls on hold.
+timeout_secs = 60
+hold_timeout_secs = 3600
+# Calls relayed at once: in total (default: what the port range holds, at
+# most 2000) and per signalling source (trusted sources exempt).
+# max_calls = 2000
+max_calls_per_source = 64
+# Phones conceal lost G.711 packets (ITU-T G.113: Bpl 25.1; false: 4.3).
+g711_plc = true
+# A direction whose MOS falls below this raises a quality event (log,
+# metric, and the shield's notify_command / notify_url).
+mos_threshold = 3.6
+# Call records kept; the oldest go first.
+cdr_keep = 100000
+# Numbers answered by the echo test (authenticated callers only).
+echo = ["*43"]
+# Recordings played on a number: G.711 WAV (8 kHz mono µ-law or A-law, or
+# 16-bit PCM), relative to this file's directory; loop = false hangs up
+# at the end.
+# [[media.announcements]]
+# number = "*44"
+# file = "sounds/welcome.wav"
+# loop = false
 
 # One [[extensions]] table per user. "user" is a SIP user token, unique.
 # Credentials: either "password" (at least 12 characters), or the digest

@@ -47,6 +47,8 @@ pub struct CoreConfig {
     pub shield: shield::ShieldConfig,
     /// Prefixes of the blocked countries (zone files read by the runtime).
     pub shield_zones: Arc<Vec<shield::Cidr>>,
+    /// The relay and the media applications.
+    pub media: crate::session::MediaConfig,
 }
 
 impl CoreConfig {
@@ -76,6 +78,10 @@ impl CoreConfig {
             secret,
             shield: shield::ShieldConfig::default(),
             shield_zones: Arc::new(Vec::new()),
+            media: crate::session::MediaConfig {
+                enabled: true,
+                ..Default::default()
+            },
         }
     }
 }
@@ -119,6 +125,8 @@ pub(crate) enum TimerKey {
     TimerC(u64),
     /// Periodic expiry of registrations.
     Expire,
+    /// Retransmission of the 2xx of a call we answered (by Call-ID).
+    App(String),
 }
 
 pub struct Core {
@@ -150,6 +158,14 @@ pub struct Core {
     pub(crate) shield: shield::Shield,
     /// Calls in progress per extension (toll-fraud limits).
     pub(crate) calls: crate::calls::CallLimits,
+    /// The media relay, when the runtime runs one.
+    pub(crate) relay: Option<crate::session::SharedRelay>,
+    /// Calls in progress, by Call-ID.
+    pub(crate) live: HashMap<String, crate::session::Call>,
+    pub(crate) call_out: VecDeque<crate::session::CallRecord>,
+    pub(crate) quality_out: VecDeque<crate::session::QualityEvent>,
+    /// Monotonic instant and wall-clock milliseconds it corresponds to.
+    pub(crate) clock: Option<(Instant, u64)>,
 }
 
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
@@ -183,6 +199,11 @@ impl Core {
         Core {
             shield,
             calls: Default::default(),
+            relay: None,
+            live: HashMap::new(),
+            call_out: VecDeque::new(),
+            quality_out: VecDeque::new(),
+            clock: None,
             nonce_counter: NonceCounter::new(cfg.limits.max_transactions.max(1024) * 4),
             cfg,
             metrics,
@@ -202,6 +223,11 @@ impl Core {
             tag_keys: std::collections::hash_map::RandomState::new(),
             next_id: 1,
         }
+    }
+
+    /// Anchors the media of calls in `relay` (shared with the media loop).
+    pub fn set_relay(&mut self, relay: crate::session::SharedRelay) {
+        self.relay = Some(relay);
     }
 
     pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
@@ -398,6 +424,10 @@ impl Core {
             {
                 return;
             }
+            // The ACK of a 2xx we sent ourselves (echo, announcements).
+            if self.app_in_dialog(now, &key, &msg) {
+                return;
+            }
             // The ACK of a stateless non-2xx answer (a 407 challenge) ends
             // here; RFC 3261 §8.2.7: a stateless UAS ignores ACK.
             if msg.to_tag().is_some_and(|t| t == self.stateless_tag(&msg)) {
@@ -498,6 +528,10 @@ impl Core {
         };
         if routed == route::OwnRoutes::Dialog {
             return self.proxy_in_dialog(now, flow, key, msg);
+        }
+        // A request within a call we answered ourselves.
+        if msg.to_tag().is_some() && self.app_in_dialog(now, &key, &msg) {
+            return;
         }
         if msg.header(HeaderName::Route).is_some() {
             // A pre-loaded route to somewhere else: we are not a relay.
@@ -783,9 +817,11 @@ impl Core {
                     self.drive_client(now, &key);
                 }
                 TimerKey::TimerC(id) => self.timer_c(now, id),
+                TimerKey::App(call_id) => self.app_retransmit(now, call_id),
                 TimerKey::Expire => {
                     self.shield.handle_timeout(now);
                     self.calls.expire(&self.cfg.shield.calls, now.unix);
+                    self.calls_expire(now);
                     self.shrink_tables();
                     let n = self.location.expire(now.unix);
                     if n > 0 {
@@ -823,6 +859,7 @@ impl Core {
         shrink(&mut self.clients);
         shrink(&mut self.contexts);
         shrink(&mut self.pending);
+        shrink(&mut self.live);
         self.timers.shrink();
         self.server_linger.shrink();
         self.client_linger.shrink();

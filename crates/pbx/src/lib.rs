@@ -11,6 +11,8 @@ pub mod metrics;
 mod proxy;
 mod registrar;
 mod route;
+pub mod session;
 
 pub use crate::core::{Core, CoreConfig, StoreBatch};
 pub use metrics::Metrics;
+pub use session::{CallRecord, Disposition, LiveCall, MediaConfig, QualityEvent, SharedRelay};

@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +53,15 @@ pub struct Metrics {
     pub transactions_evicted: Counter,
     pub registrations_active: Gauge,
     pub calls_proxied: Counter,
+    pub calls_active: Gauge,
+    /// MOS of each direction of each ended call.
+    pub mos: Histogram,
+    pub quality_events: Counter,
+    pub media_timeouts: Counter,
+    pub media_packets: Counter,
+    pub media_bytes: Counter,
+    pub media_sessions: Gauge,
+    media_drops: Family<ReasonLabel, Counter>,
 }
 
 pub fn method_label(m: &sip::method::Method) -> &'static str {
@@ -94,6 +104,15 @@ impl Metrics {
             transactions_evicted: Counter::default(),
             registrations_active: Gauge::default(),
             calls_proxied: Counter::default(),
+            calls_active: Gauge::default(),
+            // MOS buckets around the usual grades: bad, poor, fair, good.
+            mos: Histogram::new([1.5, 2.0, 2.5, 3.0, 3.3, 3.6, 3.9, 4.1, 4.3, 4.5].into_iter()),
+            quality_events: Counter::default(),
+            media_timeouts: Counter::default(),
+            media_packets: Counter::default(),
+            media_bytes: Counter::default(),
+            media_sessions: Gauge::default(),
+            media_drops: Family::default(),
         };
         registry.register(
             "sip_requests",
@@ -163,7 +182,56 @@ impl Metrics {
             "INVITEs forwarded to a registered contact",
             m.calls_proxied.clone(),
         );
+        registry.register(
+            "calls_active",
+            "Calls in progress (ringing or answered)",
+            m.calls_active.clone(),
+        );
+        registry.register(
+            "call_mos",
+            "E-model MOS of each rated direction of each ended call",
+            m.mos.clone(),
+        );
+        registry.register(
+            "call_quality_events",
+            "Call directions whose MOS fell below media.mos_threshold",
+            m.quality_events.clone(),
+        );
+        registry.register(
+            "call_media_timeouts",
+            "Calls hung up because no RTP flowed for media.timeout_secs",
+            m.media_timeouts.clone(),
+        );
+        registry.register(
+            "media_relayed_packets",
+            "RTP and RTCP packets relayed",
+            m.media_packets.clone(),
+        );
+        registry.register(
+            "media_relayed_bytes",
+            "RTP and RTCP bytes relayed (UDP payload)",
+            m.media_bytes.clone(),
+        );
+        registry.register(
+            "media_sessions",
+            "Calls whose media the relay anchors now (each holds two port pairs per stream)",
+            m.media_sessions.clone(),
+        );
+        registry.register(
+            "media_drops",
+            "Media packets not relayed, by reason (stranger: from an address the call does not know)",
+            m.media_drops.clone(),
+        );
         m
+    }
+
+    /// Adds relay counters (deltas since the last call).
+    pub fn media_drop(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.media_drops
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(n);
+        }
     }
 
     /// Metrics that are not exported (tests, tools).

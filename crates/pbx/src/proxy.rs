@@ -42,6 +42,8 @@ pub(crate) struct ProxyCtx {
     /// The Call-ID of a call counted against its caller's limits, ended
     /// here when the INVITE fails.
     pub limited_call: Option<String>,
+    /// The Call-ID of an initial INVITE (a call with a record).
+    pub call: Option<String>,
 }
 
 /// RFC 3261 §16.7 step 6: 6xx first, then the lowest class; 503 is never
@@ -102,6 +104,15 @@ impl Core {
                 return self.reply(now, &key, &msg, 403, "Forbidden", &[]);
             }
         }
+        // Numbers the PBX answers itself (echo test, announcements), for
+        // our own users only.
+        if caller.is_some() && msg.method() == Some(&Method::Invite) && msg.to_tag().is_none() {
+            if let Some(app) = route::ruri_user(&msg).and_then(|u| self.app_for(&u)) {
+                let exempt = self.shield.is_trusted(flow.remote.ip());
+                strip_our_credentials(&mut msg, &self.cfg.domain);
+                return self.app_answer(now, flow, key, msg, app, exempt);
+            }
+        }
         let Some(target) = alias.or_else(|| route::ruri_user(&msg)) else {
             return self.reply(now, &key, &msg, 404, "Not Found", &[]);
         };
@@ -142,10 +153,32 @@ impl Core {
             msg.method(),
             Some(Method::Invite | Method::Subscribe | Method::Refer)
         );
+        let new_call = invite && msg.to_tag().is_none();
+        if new_call {
+            // Media anchored toward the callee's listener (every target is
+            // reached from the same one per address family).
+            let toward = targets[0].1.local.ip();
+            let exempt = self.shield.is_trusted(flow.remote.ip());
+            if let Err((code, reason)) = self.call_begin(now, flow, toward, exempt, &mut msg) {
+                if let Some(id) = &limited_call {
+                    self.calls.end(id);
+                }
+                self.call_refused(now, flow, &msg, code);
+                return self.reply(now, &key, &msg, code, reason, &[]);
+            }
+        }
         if invite {
             self.metrics.calls_proxied.inc();
         }
+        let call_id = msg.call_id().to_string();
         let ctx = self.forward(now, flow, key, msg, targets, rr);
+        if new_call {
+            match ctx.and_then(|id| self.contexts.get_mut(&id)) {
+                Some(c) if !c.final_sent => c.call = Some(call_id),
+                Some(_) => {}
+                None => self.call_failed(now, &call_id, 500, false),
+            }
+        }
         if let Some(call_id) = limited_call {
             // The call is counted until the context ends it; one that
             // ended (or never started) already is ended here.
@@ -195,14 +228,23 @@ impl Core {
     }
 
     /// An in-dialog request we record-routed: relay it to the next hop.
-    pub(crate) fn proxy_in_dialog(&mut self, now: Now, _flow: Flow, key: ServerKey, msg: Message) {
+    pub(crate) fn proxy_in_dialog(
+        &mut self,
+        now: Now,
+        flow: Flow,
+        key: ServerKey,
+        mut msg: Message,
+    ) {
         let Some(out) = self.next_hop(&msg, now) else {
             return self.reply(now, &key, &msg, 404, "Not Found", &[]);
         };
+        if let Err((code, reason)) = self.call_request(now, flow, out.local.ip(), &mut msg) {
+            return self.reply(now, &key, &msg, code, reason, &[]);
+        }
         if msg.method() == Some(&Method::Bye) {
             self.calls.end(msg.call_id());
         }
-        self.forward(now, _flow, key, msg, vec![(None, out)], false);
+        self.forward(now, flow, key, msg, vec![(None, out)], false);
     }
 
     /// The next hop of a routed request: the first Route, else the
@@ -225,7 +267,7 @@ impl Core {
     }
 
     /// ACK for a 2xx: no transaction, relayed along the route set.
-    pub(crate) fn proxy_ack(&mut self, now: Now, _flow: Flow, mut msg: Message) {
+    pub(crate) fn proxy_ack(&mut self, now: Now, flow: Flow, mut msg: Message) {
         match route::consume_own_routes(&self.cfg, &mut msg) {
             Ok(route::OwnRoutes::Dialog) => {}
             _ => {
@@ -241,6 +283,9 @@ impl Core {
         if mf == 0 {
             return;
         }
+        // An answer in the ACK (delayed offer) is anchored like any other;
+        // an ACK cannot be refused, so one that cannot be passes as is.
+        let _ = self.call_request(now, flow, out.local.ip(), &mut msg);
         let branch = route::new_branch(&msg, self.random());
         if msg
             .set_header(HeaderName::MaxForwards, &(mf - 1).to_string())
@@ -284,6 +329,7 @@ impl Core {
             cancelled: false,
             server_gone: false,
             limited_call: None,
+            call: None,
         };
         let mut clients = Vec::new();
         for (ruri, out) in targets {
@@ -338,7 +384,7 @@ impl Core {
 
     // ----- responses from downstream ----------------------------------------
 
-    pub(crate) fn on_response(&mut self, now: Now, _flow: Flow, msg: Message) {
+    pub(crate) fn on_response(&mut self, now: Now, flow: Flow, msg: Message) {
         let Some(code) = msg.status() else {
             return;
         };
@@ -365,10 +411,10 @@ impl Core {
                     self.transmit(f, ack);
                 }
                 if action == ResponseAction::Deliver && two_to_invite {
-                    self.forward_stateless_response(msg);
+                    self.forward_stateless_response(now, flow, msg);
                 }
             } else if two_to_invite {
-                self.forward_stateless_response(msg);
+                self.forward_stateless_response(now, flow, msg);
             } else {
                 self.metrics.drop_reason("stray_response");
             }
@@ -393,7 +439,7 @@ impl Core {
         // The context learns of the response before the transaction may be
         // reduced to a remnant, which can end the context.
         if let Some(c) = ctx {
-            self.branch_response(now, c, &ckey, msg, code);
+            self.branch_response(now, c, &ckey, flow, msg, code);
         }
         self.drive_client(now, &ckey);
     }
@@ -431,7 +477,7 @@ impl Core {
         Some(m)
     }
 
-    fn forward_stateless_response(&mut self, mut msg: Message) {
+    fn forward_stateless_response(&mut self, now: Now, src: Flow, mut msg: Message) {
         let _ = msg.remove_first(HeaderName::Via);
         let Some(via) = msg.top_via() else {
             return;
@@ -447,6 +493,7 @@ impl Core {
             local,
             remote,
         };
+        self.call_response(now, src, local.ip(), &mut msg);
         self.metrics
             .response(msg.status().unwrap_or(0), "forwarded");
         self.transmit(flow, msg.to_bytes());
@@ -465,6 +512,7 @@ impl Core {
         now: Now,
         ctx_id: u64,
         key: &ClientKey,
+        src: Flow,
         mut msg: Message,
         code: u16,
     ) {
@@ -495,6 +543,8 @@ impl Core {
             }
             if forward {
                 let _ = msg.remove_first(HeaderName::Via);
+                let toward = self.server_local_ip(&server, src);
+                self.call_response(now, src, toward, &mut msg);
                 let bytes = msg.to_bytes();
                 self.send_on_server(now, &server, code, bytes, "forwarded");
             }
@@ -509,6 +559,8 @@ impl Core {
         };
         if (200..300).contains(&code) {
             let _ = msg.remove_first(HeaderName::Via);
+            let toward = self.server_local_ip(&server, src);
+            self.call_response(now, src, toward, &mut msg);
             let bytes = msg.to_bytes();
             self.send_on_server(now, &server, code, bytes, "forwarded");
             let invite = match self.contexts.get_mut(&ctx_id) {
@@ -568,12 +620,14 @@ impl Core {
         if let Some(id) = ctx.limited_call.take() {
             self.calls.end(&id);
         }
+        let call = ctx.call.take();
         self.timers.cancel(&TimerKey::TimerC(ctx_id));
-        match best {
+        let sent = match best {
             Some((code, Some(mut resp))) if code != 503 => {
                 let _ = resp.remove_first(HeaderName::Via);
                 let bytes = resp.to_bytes();
                 self.send_on_server(now, &server, code, bytes, "forwarded");
+                code
             }
             other => {
                 let (code, reason) = match other.map(|(c, _)| c) {
@@ -586,7 +640,11 @@ impl Core {
                 if let Some(req) = req {
                     self.reply(now, &server, &req, code, reason, &[]);
                 }
+                code
             }
+        };
+        if let Some(call_id) = call {
+            self.call_failed(now, &call_id, sent, cancelled);
         }
     }
 
@@ -655,6 +713,7 @@ impl Core {
             None => self.reply(now, key, msg, 481, "Call/Transaction Does Not Exist", &[]),
             Some(c) => {
                 self.reply(now, key, msg, 200, "OK", &[]);
+                self.call_cancelled(msg.call_id());
                 if let Some(id) = c {
                     if let Some(ctx) = self.contexts.get_mut(&id) {
                         ctx.cancelled = true;
@@ -725,7 +784,17 @@ impl Core {
     }
 }
 
-fn our_via(out: Flow, branch: &str) -> String {
+impl Core {
+    /// The local address of the listener a server transaction's requester
+    /// reached (where responses go back from).
+    fn server_local_ip(&self, key: &ServerKey, fallback: Flow) -> std::net::IpAddr {
+        self.servers
+            .get(key)
+            .map_or(fallback.local.ip(), |e| e.flow.local.ip())
+    }
+}
+
+pub(crate) fn our_via(out: Flow, branch: &str) -> String {
     let host = match out.local.ip() {
         std::net::IpAddr::V4(a) => a.to_string(),
         std::net::IpAddr::V6(a) => format!("[{a}]"),

@@ -1,5 +1,5 @@
-//! Persistence for hardline: users (HA1 digests only), registrations and
-//! the shield's bans.
+//! Persistence for hardline: users (HA1 digests only), registrations, the
+//! shield's bans and call records.
 //!
 //! SQLite is the embedded default. All SQL is portable and runs through
 //! `sqlx::Any`; dialect differences live in [`backend`] only, so PostgreSQL
@@ -22,6 +22,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 use backend::Backend;
+pub use cdr::CdrRecord;
 pub use error::StoreError;
 pub use model::{Binding, RegOp, UserRecord};
 pub use shield::{BanAction, BanEvent, BanRecord, BanRequest, TrustedRecord};
@@ -105,6 +106,7 @@ macro_rules! read {
     }};
 }
 
+mod cdr;
 mod shield;
 
 /// A write transaction on the held writer connection.

@@ -72,6 +72,27 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
     )",
         "INSERT INTO meta (name, value) VALUES ('store.shield_generation', '0')",
     ],
+    &[
+        // Call records: times in unix milliseconds; the per-stream statistics
+        // are one JSON document (the shape `hardline cdr --format json`
+        // prints), the worst MOS a column of its own for filters.
+        "CREATE TABLE cdrs (
+        call_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        caller_source TEXT NOT NULL,
+        callee_target TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        answered_at BIGINT,
+        ended_at BIGINT NOT NULL,
+        disposition TEXT NOT NULL,
+        status BIGINT,
+        codec TEXT,
+        mos_milli BIGINT,
+        streams TEXT NOT NULL
+    )",
+        "CREATE INDEX cdrs_started_at ON cdrs (started_at)",
+    ],
 ];
 
 /// Highest schema version this code understands.
@@ -176,6 +197,18 @@ pub(crate) const TRUSTED_INSERT: &str =
 pub(crate) const TRUSTED_DELETE: &str = "DELETE FROM trusted WHERE entry = ?";
 pub(crate) const TRUSTED_LIST: &str = "SELECT entry, note, added_at FROM trusted ORDER BY entry";
 
+pub(crate) const CDR_INSERT: &str = "INSERT INTO cdrs (call_id, caller, callee, caller_source, \
+     callee_target, started_at, answered_at, ended_at, disposition, status, codec, mos_milli, \
+     streams) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// Keeps the newest records (the bound is bound as a parameter).
+pub(crate) const CDR_CAP: &str = "DELETE FROM cdrs WHERE started_at < \
+     (SELECT started_at FROM cdrs ORDER BY started_at DESC LIMIT 1 OFFSET ?)";
+/// The newest records first, from a time on.
+pub(crate) const CDR_SINCE: &str =
+    "SELECT call_id, caller, callee, caller_source, callee_target, started_at, answered_at, \
+     ended_at, disposition, status, codec, mos_milli, streams FROM cdrs \
+     WHERE started_at >= ? ORDER BY started_at DESC LIMIT ?";
+
 /// Every statement above, for checks over the whole set.
 #[cfg(test)]
 pub(crate) const ALL: &[&str] = &[
@@ -210,4 +243,7 @@ pub(crate) const ALL: &[&str] = &[
     TRUSTED_INSERT,
     TRUSTED_DELETE,
     TRUSTED_LIST,
+    CDR_INSERT,
+    CDR_CAP,
+    CDR_SINCE,
 ];

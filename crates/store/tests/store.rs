@@ -74,7 +74,7 @@ async fn creates_parent_dirs_and_uses_wal() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[tokio::test]
@@ -365,7 +365,7 @@ async fn refuses_newer_schema() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ),
         "{err:?}"

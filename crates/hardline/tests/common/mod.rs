@@ -700,3 +700,98 @@ pub fn lock_database(db: &Path, secs: u32) -> Child {
     assert_eq!(line.trim(), "locked");
     locker
 }
+
+/// Speech for media tests: espeak-ng says `text`, sox makes it 8 kHz mono
+/// in `encoding` ("u-law" for G.711, "signed-integer" for 16-bit PCM).
+pub fn speech_wav(dir: &Path, name: &str, text: &str, encoding: &str) -> PathBuf {
+    require_tool("espeak-ng", "espeak-ng");
+    require_tool("sox", "sox");
+    let raw = dir.join(format!("{name}-raw.wav"));
+    let out = dir.join(format!("{name}.wav"));
+    let st = Command::new("espeak-ng")
+        .args(["-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .unwrap();
+    assert!(st.success(), "espeak-ng failed");
+    let mut sox = Command::new("sox");
+    sox.arg(&raw)
+        .args(["-r", "8000", "-c", "1", "-e", encoding]);
+    if encoding == "signed-integer" {
+        sox.args(["-b", "16"]);
+    }
+    let st = sox.arg(&out).status().unwrap();
+    assert!(st.success(), "sox failed");
+    out
+}
+
+/// `hardline calls --format json`, parsed.
+pub fn live_calls(server: &Server) -> serde_json::Value {
+    let out = server.cli(&["calls", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "hardline calls failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("hardline calls prints JSON")
+}
+
+/// Waits for an answered call and returns it.
+pub fn wait_answered_call(server: &Server, limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let calls = live_calls(server);
+        if let Some(c) = calls
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["state"] == "answered"))
+        {
+            return c.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answered call; calls: {calls}\nserver log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `hardline cdr --format json`, parsed.
+pub fn cdrs(server: &Server) -> Vec<serde_json::Value> {
+    let out = server.cli(&["cdr", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "hardline cdr failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .expect("hardline cdr prints JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The stream of `direction` in a call record or live call.
+pub fn stream<'a>(call: &'a serde_json::Value, direction: &str) -> &'a serde_json::Value {
+    call["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["direction"] == direction))
+        .unwrap_or_else(|| panic!("no {direction} stream in {call}"))
+}
+
+/// The newest call record, waiting for the store to have one.
+pub fn newest_record(server: &Server) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(r) = cdrs(server).into_iter().last() {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no call record; server log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
