@@ -889,3 +889,301 @@ fn first_contact(msg: &Message) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A call through the sans-IO core with its media anchored: the SDP of
+    //! every offer and answer (INVITE, 200, re-INVITE, UPDATE) names the
+    //! relay, the record comes out at the BYE, the ports close.
+    use super::*;
+    use crate::core::{Core, CoreConfig};
+    use crate::io::Transport;
+    use media::{Ports, Relay, RelayConfig};
+    use std::collections::BTreeSet;
+    use std::net::SocketAddr;
+
+    #[derive(Default)]
+    struct CountingPorts(Arc<Mutex<BTreeSet<u16>>>);
+    impl Ports for CountingPorts {
+        fn open(&mut self, port: u16) -> bool {
+            self.0.lock().unwrap().insert(port)
+        }
+        fn close(&mut self, port: u16) {
+            self.0.lock().unwrap().remove(&port);
+        }
+    }
+
+    const US: &str = "192.0.2.1:5060";
+    const CALLER: &str = "198.51.100.7:5060";
+    const CALLEE: &str = "203.0.113.9:5062";
+
+    fn now() -> Now {
+        Now {
+            mono: Instant::now(),
+            unix: 1_800_000_000,
+        }
+    }
+
+    fn setup() -> (Core, Arc<Mutex<BTreeSet<u16>>>) {
+        let mut cfg = CoreConfig::new(
+            "example.test",
+            vec![(Transport::Udp, US.parse().unwrap())],
+            [7; 32],
+        );
+        // An anonymous caller may reach 2000 as "sales": no digest needed.
+        cfg.shield.calls.public_aliases = vec![("sales".into(), "2000".into())];
+        let user = store::UserRecord {
+            username: "2000".into(),
+            ha1_md5: "0".repeat(32),
+            ha1_sha256: "0".repeat(64),
+            display_name: None,
+            created_at: 0,
+        };
+        let binding = store::Binding {
+            aor: "2000".into(),
+            contact: format!("sip:2000@{CALLEE}"),
+            expires_at: 1_900_000_000,
+            call_id: "reg".into(),
+            cseq: 1,
+            q: None,
+            source: format!("udp:{CALLEE}"),
+            local: format!("udp:{US}"),
+            instance: None,
+            updated_at: 0,
+        };
+        let mut core = Core::new(
+            cfg,
+            vec![user],
+            vec![binding],
+            now(),
+            1,
+            Arc::new(crate::Metrics::unregistered()),
+        );
+        let open = Arc::new(Mutex::new(BTreeSet::new()));
+        let relay = Relay::new(
+            RelayConfig::default(),
+            Box::new(CountingPorts(open.clone())) as Box<dyn Ports + Send>,
+            3,
+        );
+        core.set_relay(Arc::new(Mutex::new(relay)));
+        (core, open)
+    }
+
+    fn flow(remote: &str) -> Flow {
+        Flow {
+            transport: Transport::Udp,
+            local: US.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    fn sdp(ip: &str, port: u16, extra: &str) -> String {
+        format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}")
+    }
+
+    fn with_body(head: &str, body: &str) -> Bytes {
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        Bytes::from(format!(
+            "{head}{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    /// Everything the core sent, as (destination, message).
+    fn sent(core: &mut Core) -> Vec<(SocketAddr, Message)> {
+        std::iter::from_fn(|| core.poll_transmit())
+            .map(|t| {
+                let m = sip::parse::parse_datagram(t.data, &sip::Limits::default()).unwrap();
+                (t.flow.remote, m)
+            })
+            .collect()
+    }
+
+    fn find<'a>(
+        out: &'a [(SocketAddr, Message)],
+        to: &str,
+        pred: impl Fn(&Message) -> bool,
+    ) -> &'a Message {
+        out.iter()
+            .find(|(a, m)| a.to_string() == to && pred(m))
+            .map(|(_, m)| m)
+            .unwrap_or_else(|| {
+                panic!(
+                    "nothing for {to} in {:#?}",
+                    out.iter()
+                        .map(|(a, m)| (a, String::from_utf8_lossy(&m.to_bytes()).into_owned()))
+                        .collect::<Vec<_>>()
+                )
+            })
+    }
+
+    /// The relay port an SDP names (after checking it names the relay).
+    fn relay_port(m: &Message) -> u16 {
+        let body = String::from_utf8_lossy(m.body()).into_owned();
+        assert!(body.contains("c=IN IP4 192.0.2.1\r\n"), "{body}");
+        let port = body
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        assert!((10000..=20000).contains(&port), "{body}");
+        port
+    }
+
+    #[test]
+    fn offers_and_answers_in_invite_reinvite_and_update_name_the_relay() {
+        let (mut core, open) = setup();
+        let t = now();
+        let invite = with_body(
+            &format!("INVITE sip:sales@example.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKa1\r\nMax-Forwards: 70\r\nFrom: <sip:bob@remote.example>;tag=c1\r\nTo: <sip:sales@example.test>\r\nCall-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@{CALLER}>\r\n"),
+            &sdp("198.51.100.7", 4000, ""),
+        );
+        core.handle_input(t, flow(CALLER), invite);
+        let out = sent(&mut core);
+        let fwd = find(&out, CALLEE, |m| m.method() == Some(&Method::Invite));
+        let callee_port = relay_port(fwd);
+        let rr: Vec<String> = fwd
+            .header_values(HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect();
+        let via: Vec<String> = fwd
+            .header_values(HeaderName::Via)
+            .map(str::to_string)
+            .collect();
+        assert_eq!(open.lock().unwrap().len(), 2, "a pair per leg");
+        // The callee answers.
+        let mut ok = format!("SIP/2.0 200 OK\r\n");
+        for v in &via {
+            ok.push_str(&format!("Via: {v}\r\n"));
+        }
+        for r in &rr {
+            ok.push_str(&format!("Record-Route: {r}\r\n"));
+        }
+        ok.push_str(&format!("From: <sip:bob@remote.example>;tag=c1\r\nTo: <sip:sales@example.test>;tag=e1\r\nCall-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:2000@{CALLEE}>\r\n"));
+        core.handle_input(
+            t,
+            flow(CALLEE),
+            with_body(&ok, &sdp("203.0.113.9", 5000, "")),
+        );
+        let out = sent(&mut core);
+        let ok_up = find(&out, CALLER, |m| m.status() == Some(200));
+        let caller_port = relay_port(ok_up);
+        assert_ne!(caller_port, callee_port);
+        let routes: Vec<String> = ok_up
+            .header_values(HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect();
+        let live = core.live_calls();
+        assert_eq!(live.len(), 1);
+        assert!(live[0].answered_ms.is_some());
+        // In-dialog requests from the caller carry the route set.
+        let indialog = |method: &str, seq: u32, branch: &str| {
+            let mut h = format!("{method} sip:2000@{CALLEE} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n");
+            for r in routes.iter().rev() {
+                h.push_str(&format!("Route: {r}\r\n"));
+            }
+            h.push_str(&format!("From: <sip:bob@remote.example>;tag=c1\r\nTo: <sip:sales@example.test>;tag=e1\r\nCall-ID: call-1\r\nCSeq: {seq} {method}\r\nContact: <sip:bob@{CALLER}>\r\n"));
+            h
+        };
+        core.handle_input(t, flow(CALLER), with_body(&indialog("ACK", 1, "ack1"), ""));
+        let out = sent(&mut core);
+        find(&out, CALLEE, |m| m.method() == Some(&Method::Ack));
+        // Hold: a re-INVITE with a new port and sendonly; the callee is
+        // told the same relay port, the hold kept.
+        core.handle_input(
+            t,
+            flow(CALLER),
+            with_body(
+                &indialog("INVITE", 2, "re1"),
+                &sdp("198.51.100.7", 4100, "a=sendonly\r\n"),
+            ),
+        );
+        let out = sent(&mut core);
+        let re = find(&out, CALLEE, |m| m.method() == Some(&Method::Invite));
+        assert_eq!(relay_port(re), callee_port);
+        assert!(String::from_utf8_lossy(re.body()).contains("a=sendonly"));
+        let via: Vec<String> = re
+            .header_values(HeaderName::Via)
+            .map(str::to_string)
+            .collect();
+        let mut ok2 = String::from("SIP/2.0 200 OK\r\n");
+        for v in &via {
+            ok2.push_str(&format!("Via: {v}\r\n"));
+        }
+        ok2.push_str("From: <sip:bob@remote.example>;tag=c1\r\nTo: <sip:sales@example.test>;tag=e1\r\nCall-ID: call-1\r\nCSeq: 2 INVITE\r\n");
+        core.handle_input(
+            t,
+            flow(CALLEE),
+            with_body(&ok2, &sdp("203.0.113.9", 5000, "a=recvonly\r\n")),
+        );
+        let out = sent(&mut core);
+        assert_eq!(
+            relay_port(find(&out, CALLER, |m| m.status() == Some(200))),
+            caller_port
+        );
+        // An UPDATE from the caller is rewritten too.
+        core.handle_input(
+            t,
+            flow(CALLER),
+            with_body(
+                &indialog("UPDATE", 3, "up1"),
+                &sdp("198.51.100.7", 4200, ""),
+            ),
+        );
+        let out = sent(&mut core);
+        let up = find(&out, CALLEE, |m| m.method() == Some(&Method::Update));
+        assert_eq!(relay_port(up), callee_port);
+        // An unparsable re-offer is refused with 488 and goes nowhere.
+        core.handle_input(
+            t,
+            flow(CALLER),
+            with_body(&indialog("INVITE", 4, "re2"), "v=0\r\nm=audio x\r\n"),
+        );
+        let out = sent(&mut core);
+        find(&out, CALLER, |m| m.status() == Some(488));
+        assert!(!out
+            .iter()
+            .any(|(a, m)| a.to_string() == CALLEE && m.cseq().seq == 4));
+        // BYE: the call ends, its record comes out, its ports close.
+        core.handle_input(t, flow(CALLER), with_body(&indialog("BYE", 5, "bye1"), ""));
+        let out = sent(&mut core);
+        find(&out, CALLEE, |m| m.method() == Some(&Method::Bye));
+        let rec = core.poll_call_record().expect("a record");
+        assert_eq!(rec.disposition, Disposition::Answered);
+        assert_eq!(rec.call_id, "call-1");
+        assert_eq!(rec.caller_source, format!("udp:{CALLER}"));
+        assert_eq!(rec.callee_target, format!("udp:{CALLEE}"));
+        assert_eq!(rec.report.map(|r| r.streams.len()), Some(2));
+        assert!(open.lock().unwrap().is_empty(), "ports closed");
+        assert!(core.live_calls().is_empty());
+    }
+
+    #[test]
+    fn a_busy_callee_gives_a_busy_record_and_frees_the_ports() {
+        let (mut core, open) = setup();
+        let t = now();
+        let invite = with_body(
+            &format!("INVITE sip:sales@example.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKb1\r\nMax-Forwards: 70\r\nFrom: <sip:bob@remote.example>;tag=c2\r\nTo: <sip:sales@example.test>\r\nCall-ID: call-2\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@{CALLER}>\r\n"),
+            &sdp("198.51.100.7", 4000, ""),
+        );
+        core.handle_input(t, flow(CALLER), invite);
+        let out = sent(&mut core);
+        let fwd = find(&out, CALLEE, |m| m.method() == Some(&Method::Invite));
+        let mut busy = String::from("SIP/2.0 486 Busy Here\r\n");
+        for v in fwd.header_values(HeaderName::Via) {
+            busy.push_str(&format!("Via: {v}\r\n"));
+        }
+        busy.push_str("From: <sip:bob@remote.example>;tag=c2\r\nTo: <sip:sales@example.test>;tag=e2\r\nCall-ID: call-2\r\nCSeq: 1 INVITE\r\n");
+        core.handle_input(t, flow(CALLEE), with_body(&busy, ""));
+        let out = sent(&mut core);
+        find(&out, CALLER, |m| m.status() == Some(486));
+        let rec = core.poll_call_record().expect("a record");
+        assert_eq!(rec.disposition, Disposition::Busy);
+        assert!(open.lock().unwrap().is_empty());
+    }
+}
