@@ -1057,7 +1057,7 @@ mod tests {
             .collect();
         assert_eq!(open.lock().unwrap().len(), 2, "a pair per leg");
         // The callee answers.
-        let mut ok = format!("SIP/2.0 200 OK\r\n");
+        let mut ok = String::from("SIP/2.0 200 OK\r\n");
         for v in &via {
             ok.push_str(&format!("Via: {v}\r\n"));
         }
