@@ -23,6 +23,9 @@ use tracing::{error, info, warn};
 struct Table {
     base: u16,
     socks: Vec<Option<UdpSocket>>,
+    /// The sockets are dual-stack IPv6: IPv4 peers are reached at their
+    /// mapped address.
+    v6: bool,
 }
 
 impl Table {
@@ -119,10 +122,6 @@ pub fn start(
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (base, hi) = (cfg.first_port(), cfg.port_range.1);
-    let table = Arc::new(Mutex::new(Table {
-        base,
-        socks: (base..=hi).map(|_| None).collect(),
-    }));
     // Dual-stack where IPv6 exists (IPv4 peers appear as mapped addresses,
     // turned back into IPv4 before the relay sees them).
     let bind = if std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).is_ok() {
@@ -130,6 +129,11 @@ pub fn start(
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     };
+    let table = Arc::new(Mutex::new(Table {
+        base,
+        socks: (base..=hi).map(|_| None).collect(),
+        v6: bind.is_ipv6(),
+    }));
     let ports = SocketPorts {
         bind,
         table: table.clone(),
@@ -259,9 +263,8 @@ fn send(t: &Table, from: u16, to: SocketAddr, pkt: &[u8]) {
     let Some(sock) = t.get(from) else {
         return;
     };
-    let to = match (sock.local_addr(), to) {
-        // A dual-stack socket reaches IPv4 peers at their mapped address.
-        (Ok(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+    let to = match to {
+        SocketAddr::V4(v4) if t.v6 => {
             SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
         }
         _ => to,
