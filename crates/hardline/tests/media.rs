@@ -277,7 +277,26 @@ fn rule_packets(comment: &str) -> u64 {
 fn measured_loss_matches_the_loss_nftables_imposes() {
     require_tool("sipp", "sip-tester");
     let _ns = Netns::enter("loss");
-    let s = Server::start("media-loss", "");
+    // The quality hook: a script that keeps what it is given.
+    let hook_dir = temp_dir("media-loss-hook");
+    let hook = hook_dir.join("hook.sh");
+    let reports = hook_dir.join("reports.txt");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$HARDLINE_EVENT\" >> {0}\ncat >> {0}\n",
+            reports.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = Server::start(
+        "media-loss",
+        &format!(
+            "[media]\nmos_threshold = 4.2\n[shield]\ntrusted = [\"127.0.0.0/8\"]\nkernel = false\nnotify_command = \"{}\"\n",
+            hook.display()
+        ),
+    );
     let (uac, uas, call) = sipp_call(&s, 14);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sport = sock.local_addr().unwrap().port();
@@ -341,9 +360,28 @@ fn measured_loss_matches_the_loss_nftables_imposes() {
         "{st} vs {r}"
     );
     assert!(mos < 4.2, "6 % loss must cost quality: {mos}");
+    // Below media.mos_threshold: a quality event, counted and reported.
+    assert!(metric(&s, "hardline_call_quality_events_total") >= 1.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let t = std::fs::read_to_string(&reports).unwrap_or_default();
+        if t.contains("call_quality") || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.starts_with("quality\n"), "{text}");
+    assert!(
+        text.contains("\"event\":\"call_quality\"") && text.contains("caller_to_callee"),
+        "{text}"
+    );
+    assert!(s
+        .log_text()
+        .contains("call quality below media.mos_threshold"));
     let _ = Command::new("nft")
         .args(["delete", "table", "inet", "hltest"])
         .status();
+    let _ = std::fs::remove_dir_all(&hook_dir);
 }
 
 fn metric(s: &Server, name: &str) -> f64 {
