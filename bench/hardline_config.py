@@ -24,6 +24,12 @@ def main() -> None:
     # inside a network namespace of the benchmark's own: see run.sh).
     ap.add_argument("--trusted", default="127.0.0.0/8")
     ap.add_argument("--kernel", choices=["true", "false"], default="false")
+    # The SIP ladders compare proxies: Kamailio in the harness relays no
+    # media, so neither does hardline there (bench/media.sh measures the
+    # relay against rtpengine).
+    ap.add_argument("--media", choices=["true", "false"], default="true")
+    ap.add_argument("--media-ports", default=None, help="FIRST-LAST relay ports")
+    ap.add_argument("--media-timeout", type=int, default=None)
     a = ap.parse_args()
     out = [
         "[sip]",
@@ -43,6 +49,13 @@ def main() -> None:
     # on the host). The shield phase trusts only the legit generator and
     # floods from other addresses.
     out += ["[shield]", f'trusted = ["{a.trusted}"]', f"kernel = {a.kernel}", ""]
+    out += ["[media]", f"enabled = {a.media}"]
+    if a.media_ports:
+        lo, hi = a.media_ports.split("-")
+        out += [f"port_range = [{int(lo)}, {int(hi)}]"]
+    if a.media_timeout is not None:
+        out += [f"timeout_secs = {a.media_timeout}"]
+    out += [""]
     if a.max_transactions is not None:
         out += ["[limits]", f"max_transactions = {a.max_transactions}", ""]
     for u in range(a.first, a.first + a.users):

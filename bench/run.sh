@@ -65,8 +65,9 @@ start_hardline() {
     shift 2
     rm -rf "$dir"
     mkdir -p "$dir"
+    # --media false: the harness's Kamailio relays no media either.
     python3 "$root/bench/hardline_config.py" --users "$users" --port "$PORT" \
-        --metrics-port "$METRICS_PORT" "$@" >"$dir/hardline.toml"
+        --metrics-port "$METRICS_PORT" --media false "$@" >"$dir/hardline.toml"
     local in_ns=()
     [ -n "$NETNS" ] && in_ns=(ip netns exec "$NETNS")
     "${in_ns[@]}" nice -n "$NICE" "$BIN" serve --config "$dir/hardline.toml" >"$dir/server.log" 2>&1 &

@@ -170,6 +170,19 @@ pub fn start(
 /// Datagrams taken from one socket per turn, so one busy port cannot
 /// starve the others; a socket with more waits for the next turn.
 const PER_SOCKET: usize = 32;
+/// When the thread is busy, it waits this long after a turn that relayed
+/// packets before the next, so that each wake-up serves the packets of
+/// many calls at once: a G.711 stream sends every 20 ms, so under load most
+/// wake-ups would otherwise carry a handful of packets, each paying for a
+/// whole wake-up (measured on 2 vCPUs at 500 calls: 10-12 us of CPU per
+/// packet without, 5 us with). The delay it adds is below a millisecond,
+/// far inside any phone's jitter buffer. When the thread is not busy the
+/// wait costs more than it saves (a timer wake-up is dearer than a packet
+/// wake-up in a VM), so it is used only above `BUSY_ON` of a core spent
+/// relaying, until the load falls below `BUSY_OFF`.
+const COALESCE: Duration = Duration::from_micros(700);
+const BUSY_ON: f64 = 0.25;
+const BUSY_OFF: f64 = 0.08;
 
 fn media_loop(
     mut poll: Poll,
@@ -180,21 +193,25 @@ fn media_loop(
     stop: Arc<AtomicBool>,
 ) {
     let mut events = Events::with_capacity(1024);
-    let mut buf = vec![0u8; 2048];
+    let mut batch = Batch::new();
     // Sockets that still had datagrams when their turn ended (mio is
     // edge-triggered: no new event comes for them).
     let mut backlog: Vec<u16> = Vec::new();
     let mut next_backlog: Vec<u16> = Vec::new();
     let mut last = Counters::default();
     let mut next_metrics = Instant::now() + Duration::from_secs(1);
+    let mut deadline: Option<Instant> = None;
+    // Time spent relaying in the current second, and whether to coalesce.
+    let mut busy = Duration::ZERO;
+    let mut coalesce = false;
     while !stop.load(Ordering::Relaxed) {
         let timeout = if !backlog.is_empty() {
             Duration::ZERO
         } else {
-            let deadline = relay.lock().ok().and_then(|r| r.poll_timeout());
-            let now = Instant::now();
             deadline
-                .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now))
+                .map_or(Duration::from_secs(1), |d| {
+                    d.saturating_duration_since(Instant::now())
+                })
                 .min(Duration::from_secs(1))
         };
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
@@ -204,6 +221,7 @@ fn media_loop(
             }
         }
         let now = Instant::now();
+        let mut relayed = 0usize;
         let Ok(mut r) = relay.lock() else {
             return;
         };
@@ -220,9 +238,9 @@ fn media_loop(
                 continue;
             };
             let mut more = true;
-            for _ in 0..PER_SOCKET {
-                let (n, src) = match sock.recv_from(&mut buf) {
-                    Ok(x) => x,
+            for _ in 0..PER_SOCKET / BATCH {
+                let n = match batch.recv(sock) {
+                    Ok(n) => n,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         more = false;
                         break;
@@ -230,9 +248,21 @@ fn media_loop(
                     // ICMP errors of earlier sends surface here: skip.
                     Err(_) => continue,
                 };
-                let src = canonical(src);
-                if let Verdict::Forward { from, to } = r.on_packet(now, port, src, &buf[..n]) {
-                    send(&t, from, to, &buf[..n]);
+                for i in 0..n {
+                    let (pkt, src) = batch.get(i);
+                    let Some(src) = src else {
+                        continue;
+                    };
+                    relayed += 1;
+                    if let Verdict::Forward { from, to } = r.on_packet(now, port, src, pkt) {
+                        send(&t, from, to, pkt);
+                    }
+                }
+                // A short batch drained the socket: no call to learn that
+                // it is empty (half the receive calls otherwise).
+                if n < BATCH {
+                    more = false;
+                    break;
                 }
             }
             if more && !next_backlog.contains(&port) {
@@ -251,10 +281,27 @@ fn media_loop(
         }
         if now >= next_metrics {
             next_metrics = now + Duration::from_secs(1);
+            let load = busy.as_secs_f64();
+            coalesce = if coalesce {
+                load >= BUSY_OFF
+            } else {
+                load > BUSY_ON
+            };
+            busy = Duration::ZERO;
             let c = r.counters();
             export(&metrics, &last, &c);
             metrics.media_sessions.set(r.session_count() as i64);
             last = c;
+        }
+        deadline = r.poll_timeout();
+        drop(t);
+        drop(r);
+        if relayed > 0 {
+            let spent = now.elapsed();
+            busy += spent;
+            if coalesce && spent < COALESCE {
+                std::thread::sleep(COALESCE - spent);
+            }
         }
     }
 }
@@ -276,8 +323,94 @@ fn send(t: &Table, from: u16, to: SocketAddr, pkt: &[u8]) {
     }
 }
 
-fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
+/// Datagrams read per receive call.
+const BATCH: usize = 8;
+
+/// Buffers for `recvmmsg(2)`: up to `BATCH` datagrams of one socket per
+/// system call.
+struct Batch {
+    bufs: Box<[[u8; 2048]; BATCH]>,
+    addrs: [libc::sockaddr_storage; BATCH],
+    lens: [usize; BATCH],
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            bufs: Box::new([[0; 2048]; BATCH]),
+            // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
+            addrs: unsafe { std::mem::zeroed() },
+            lens: [0; BATCH],
+        }
+    }
+
+    /// Reads what the socket holds, up to `BATCH` datagrams, without
+    /// blocking; WouldBlock when it holds none.
+    fn recv(&mut self, sock: &UdpSocket) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
+            iov_base: self.bufs[i].as_mut_ptr().cast(),
+            iov_len: self.bufs[i].len(),
+        });
+        // SAFETY: mmsghdr is plain data; the pointers set below stay valid
+        // for the call (they point into `self` and `iovs`).
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            m.msg_hdr.msg_iov = &mut iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs` holds BATCH initialised headers whose buffers
+        // outlive the call; MSG_DONTWAIT keeps it from blocking.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (len, m) in self.lens.iter_mut().zip(&msgs).take(n) {
+            // A datagram longer than the buffer is cut; the relay drops
+            // what does not parse.
+            *len = (m.msg_len as usize).min(2048);
+        }
+        Ok(n)
+    }
+
+    /// Datagram `i` of the last batch and its source (`None`: not IP).
+    fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        (&self.bufs[i][..self.lens[i]], sockaddr(&self.addrs[i]))
+    }
+}
+
+/// The source address `recvmmsg` wrote, IPv4-mapped IPv6 turned back into
+/// IPv4 (the relay compares it with addresses from SDP).
+fn sockaddr(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(a.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says it is a sockaddr_in, which fits.
+            let v4 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(v4.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says it is a sockaddr_in6, which fits.
+            let v6 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(
+                ip.to_canonical(),
+                u16::from_be(v6.sin6_port),
+            ))
+        }
+        _ => None,
+    }
 }
 
 fn export(m: &Metrics, last: &Counters, c: &Counters) {

@@ -404,6 +404,10 @@ pub struct Relay<P: Ports> {
     transmits: std::collections::VecDeque<(u16, SocketAddr, Vec<u8>)>,
     counters: Counters,
     next_check: Option<Instant>,
+    /// Sessions with a player, and when the next of their frames is due
+    /// (kept apart so the packet loop's timer query costs nothing).
+    players: Vec<SessionId>,
+    next_play: Option<Instant>,
     epoch: Option<Instant>,
 }
 
@@ -431,6 +435,8 @@ impl<P: Ports> Relay<P> {
             transmits: Default::default(),
             counters: Counters::default(),
             next_check: None,
+            players: Vec::new(),
+            next_play: None,
             epoch: None,
         }
     }
@@ -764,7 +770,8 @@ impl<P: Ports> Relay<P> {
                     ts: (seed >> 16) as u32,
                     ssrc: (seed >> 32) as u32,
                 });
-                self.next_check = Some(self.next_check.map_or(now, |c| c.min(now)));
+                self.players.push(id);
+                self.next_play = Some(now);
             }
         }
     }
@@ -773,6 +780,7 @@ impl<P: Ports> Relay<P> {
     pub fn release(&mut self, id: SessionId) -> Option<Report> {
         let report = self.report(id)?;
         let s = self.sessions.remove(&id)?;
+        self.players.retain(|&p| p != id);
         if !s.exempt {
             if let Some(n) = self.per_source.get_mut(&s.source) {
                 *n -= 1;
@@ -900,20 +908,17 @@ impl<P: Ports> Relay<P> {
     // ----- timers -----------------------------------------------------------
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let player = self
-            .sessions
-            .values()
-            .filter_map(|s| s.player.as_ref().map(|p| p.due))
-            .min();
-        match (self.next_check, player) {
+        match (self.next_check, self.next_play) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.play(now);
-        if self.next_check.is_some_and(|c| c > now) {
+        if self.next_play.is_some_and(|d| d <= now) {
+            self.play(now);
+        }
+        if self.next_check.is_none_or(|c| c > now) {
             return;
         }
         self.next_check = (!self.sessions.is_empty()).then(|| now + CHECK_EVERY);
@@ -978,7 +983,11 @@ impl<P: Ports> Relay<P> {
     /// call, so a stalled loop catches up without a burst).
     fn play(&mut self, now: Instant) {
         let mut done = Vec::new();
-        for (&id, s) in self.sessions.iter_mut() {
+        let mut next: Option<Instant> = None;
+        for &id in &self.players {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             let (Some(p), Mode::Player { audio, looped }) = (s.player.as_mut(), &s.mode) else {
                 continue;
             };
@@ -987,7 +996,9 @@ impl<P: Ports> Relay<P> {
             };
             let leg = &st.legs[0];
             let Some(to) = leg.destination(false) else {
+                // Nowhere to send yet (the caller has not spoken): wait.
                 p.due = now + Duration::from_millis(20);
+                next = Some(next.map_or(p.due, |n| n.min(p.due)));
                 continue;
             };
             let pt = match st.codec.as_ref().map(|c| c.0.to_ascii_uppercase()) {
@@ -1021,8 +1032,11 @@ impl<P: Ports> Relay<P> {
                 if p.due + Duration::from_secs(1) < now {
                     p.due = now;
                 }
+                next = Some(next.map_or(p.due, |n| n.min(p.due)));
             }
         }
+        self.players.retain(|id| !done.contains(id));
+        self.next_play = next;
         for id in done {
             self.events.push_back(Event::PlayerDone(id));
         }
