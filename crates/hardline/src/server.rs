@@ -176,6 +176,8 @@ async fn store_task(
     const BUSY: Duration = Duration::from_millis(20);
     const GATHER: Duration = Duration::from_millis(50);
     let mut last_commit: Option<Instant> = None;
+    // Trimming the records to cdr_keep walks the index: once a minute.
+    let mut last_trim: Option<Instant> = None;
     while let Some(first) = rx.recv().await {
         if last_commit.is_some_and(|t| t.elapsed() < BUSY) && rx.len() < MAX_BATCHES {
             tokio::time::sleep(GATHER).await;
@@ -212,12 +214,20 @@ async fn store_task(
         }
         // Call records: retried a few times, the same transaction each
         // time (a record is never half written).
+        let trim = (!cdrs.is_empty()
+            && last_trim.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)))
+        .then_some(cdr_keep as i64);
         for attempt in 0..5 {
             if cdrs.is_empty() {
                 break;
             }
-            match store.cdrs_write(&cdrs, cdr_keep as i64).await {
-                Ok(()) => break,
+            match store.cdrs_write(&cdrs, trim).await {
+                Ok(()) => {
+                    if trim.is_some() {
+                        last_trim = Some(Instant::now());
+                    }
+                    break;
+                }
                 Err(e) if attempt == 4 => {
                     error!(error = %e, records = cdrs.len(), "storing call records failed; they are lost")
                 }

@@ -50,36 +50,48 @@ fn cdr_from_row(row: &AnyRow) -> Result<CdrRecord, sqlx::Error> {
 }
 
 impl Store {
-    /// Stores `cdrs` in one transaction, then keeps the newest `keep`.
-    pub async fn cdrs_write(&self, cdrs: &[CdrRecord], keep: i64) -> Result<(), StoreError> {
-        if cdrs.is_empty() {
+    /// Stores `cdrs` in one transaction (64 rows per statement), then,
+    /// when `keep` is given, drops all but the newest `keep` (a walk of the
+    /// index: callers do it now and then, not per batch).
+    pub async fn cdrs_write(
+        &self,
+        cdrs: &[CdrRecord],
+        keep: Option<i64>,
+    ) -> Result<(), StoreError> {
+        if cdrs.is_empty() && keep.is_none() {
             return Ok(());
         }
         let b = self.backend;
         let mut w = self.held_writer().await?;
         let mut tx = w.begin(b).await?;
-        for c in cdrs {
-            sqlx::query(&b.sql(sql::CDR_INSERT))
-                .bind(c.call_id.as_str())
-                .bind(c.caller.as_str())
-                .bind(c.callee.as_str())
-                .bind(c.caller_source.as_str())
-                .bind(c.callee_target.as_str())
-                .bind(c.started_at)
-                .bind(c.answered_at)
-                .bind(c.ended_at)
-                .bind(c.disposition.as_str())
-                .bind(c.status)
-                .bind(c.codec.as_deref())
-                .bind(c.mos_milli)
-                .bind(c.streams.as_str())
+        for chunk in cdrs.chunks(sql::UPSERT_CHUNK) {
+            let statement = sql::rows(sql::CDR_INSERT, chunk.len());
+            let text = b.sql(&statement);
+            let mut q = sqlx::query(&text);
+            for c in chunk {
+                q = q
+                    .bind(c.call_id.as_str())
+                    .bind(c.caller.as_str())
+                    .bind(c.callee.as_str())
+                    .bind(c.caller_source.as_str())
+                    .bind(c.callee_target.as_str())
+                    .bind(c.started_at)
+                    .bind(c.answered_at)
+                    .bind(c.ended_at)
+                    .bind(c.disposition.as_str())
+                    .bind(c.status)
+                    .bind(c.codec.as_deref())
+                    .bind(c.mos_milli)
+                    .bind(c.streams.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if let Some(keep) = keep {
+            sqlx::query(&b.sql(sql::CDR_CAP))
+                .bind(keep.max(1) - 1)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(&b.sql(sql::CDR_CAP))
-            .bind(keep.max(1) - 1)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         w.keep();
         Ok(())
@@ -128,7 +140,13 @@ mod tests {
             .await
             .unwrap();
         let batch: Vec<CdrRecord> = (0..5).map(|i| cdr(&format!("c{i}"), 1000 * i)).collect();
-        store.cdrs_write(&batch, 3).await.unwrap();
+        store.cdrs_write(&batch[..2], None).await.unwrap();
+        store.cdrs_write(&batch[2..], Some(3)).await.unwrap();
+        // More rows than one statement takes.
+        let many: Vec<CdrRecord> = (0..150).map(|i| cdr(&format!("m{i}"), 10 + i)).collect();
+        store.cdrs_write(&many, None).await.unwrap();
+        assert_eq!(store.cdrs_since(0, 1000).await.unwrap().len(), 153);
+        store.cdrs_write(&[], Some(3)).await.unwrap();
         store.close().await;
         let store = Store::open_sqlite(&path, StoreOptions::default())
             .await

@@ -140,10 +140,19 @@ pub(crate) const UPSERT_CHUNK: usize = 64;
 /// [`BINDING_UPSERT`] for `rows` rows in one statement: a batch of
 /// registrations costs one round trip to the database, not one per row.
 pub(crate) fn binding_upsert_rows(rows: usize) -> String {
-    let (head, tail) = BINDING_UPSERT
-        .split_once("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        .expect("BINDING_UPSERT has one VALUES tuple");
-    let tuple = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    self::rows(BINDING_UPSERT, rows)
+}
+
+/// A one-row `INSERT ... VALUES (?, ...) [tail]` statement made to take
+/// `rows` rows.
+pub(crate) fn rows(statement: &str, rows: usize) -> String {
+    let start = statement.find("VALUES (").expect("one VALUES tuple") + "VALUES ".len();
+    let end = start + statement[start..].find(')').expect("a closed tuple") + 1;
+    let (head, tuple, tail) = (
+        &statement[..start - "VALUES ".len()],
+        &statement[start..end],
+        &statement[end..],
+    );
     let mut out = String::with_capacity(head.len() + tail.len() + rows * (tuple.len() + 2) + 8);
     out.push_str(head);
     out.push_str("VALUES ");
