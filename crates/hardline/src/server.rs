@@ -176,15 +176,33 @@ async fn store_task(
     const BUSY: Duration = Duration::from_millis(20);
     const GATHER: Duration = Duration::from_millis(50);
     let mut last_commit: Option<Instant> = None;
+    // Call records wait up to CDR_GATHER (or CDR_MAX of them) for one
+    // commit: each commit is an fsync, and at 100 calls/s one per call was
+    // most of a call's CPU. A crash loses at most that second; SIGTERM
+    // flushes them.
+    const CDR_GATHER: Duration = Duration::from_secs(1);
+    const CDR_MAX: usize = 512;
+    let mut cdrs: Vec<store::CdrRecord> = Vec::new();
+    let mut cdr_due: Option<tokio::time::Instant> = None;
     // Trimming the records to cdr_keep walks the index: once a minute.
     let mut last_trim: Option<Instant> = None;
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            _ = sleep_until_opt(cdr_due) => {
+                write_cdrs(&store, &mut cdrs, cdr_keep, &mut last_trim).await;
+                cdr_due = None;
+                continue;
+            }
+        };
         if last_commit.is_some_and(|t| t.elapsed() < BUSY) && rx.len() < MAX_BATCHES {
             tokio::time::sleep(GATHER).await;
         }
         let mut batches = Vec::new();
         let mut flushes = Vec::new();
-        let mut cdrs = Vec::new();
         let mut next = Some(first);
         while let Some(m) = next.take() {
             match m {
@@ -212,35 +230,57 @@ async fn store_task(
                 }
             });
         }
-        // Call records: retried a few times, the same transaction each
-        // time (a record is never half written).
-        let trim = (!cdrs.is_empty()
-            && last_trim.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)))
-        .then_some(cdr_keep as i64);
-        for attempt in 0..5 {
-            if cdrs.is_empty() {
-                break;
-            }
-            match store.cdrs_write(&cdrs, trim).await {
-                Ok(()) => {
-                    if trim.is_some() {
-                        last_trim = Some(Instant::now());
-                    }
-                    break;
-                }
-                Err(e) if attempt == 4 => {
-                    error!(error = %e, records = cdrs.len(), "storing call records failed; they are lost")
-                }
-                Err(e) => {
-                    warn!(error = %e, records = cdrs.len(), "storing call records failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
+        if cdrs.len() >= CDR_MAX || (!flushes.is_empty() && !cdrs.is_empty()) {
+            write_cdrs(&store, &mut cdrs, cdr_keep, &mut last_trim).await;
+            cdr_due = None;
+        } else if !cdrs.is_empty() && cdr_due.is_none() {
+            cdr_due = Some(tokio::time::Instant::now() + CDR_GATHER);
         }
         for f in flushes {
             let _ = f.send(());
         }
     }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stores the gathered call records in one transaction, retried a few
+/// times (a record is never half written); trims to `keep` once a minute.
+async fn write_cdrs(
+    store: &Store,
+    cdrs: &mut Vec<store::CdrRecord>,
+    keep: u64,
+    last_trim: &mut Option<Instant>,
+) {
+    if cdrs.is_empty() {
+        return;
+    }
+    let trim = last_trim
+        .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        .then_some(keep as i64);
+    for attempt in 0..5 {
+        match store.cdrs_write(cdrs, trim).await {
+            Ok(()) => {
+                if trim.is_some() {
+                    *last_trim = Some(Instant::now());
+                }
+                break;
+            }
+            Err(e) if attempt == 4 => {
+                error!(error = %e, records = cdrs.len(), "storing call records failed; they are lost")
+            }
+            Err(e) => {
+                warn!(error = %e, records = cdrs.len(), "storing call records failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    cdrs.clear();
 }
 
 /// Picks up users added or changed by the CLI while we run.

@@ -18,47 +18,37 @@ use std::time::{Duration, Instant};
 /// callee echoing RTP. Returns the running SIPp instances and the live
 /// call once answered.
 fn sipp_call(s: &Server, secs: u32) -> (Sipp, Sipp, Value) {
-    let uas_port = free_port();
-    let echo_port = free_port();
-    register(
-        s,
-        "2000",
-        &format!("127.0.0.1:{uas_port}"),
-        "udp",
-        "u1",
-        300,
-    );
-    let uas = sipp_spawn(
-        s,
-        "uas",
-        "uas.xml",
-        "u1",
-        uas_port,
-        &["-m", "1", "-rtp_echo", "-mp", &echo_port.to_string()],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
+    let echo_port = free_port().to_string();
+    let uas = callee(s, "uas", "uas.xml", &["-rtp_echo", "-mp", &echo_port]);
     // The SDP names this port; the test sends from another one.
-    let declared = free_port();
-    let uac = sipp_spawn(
+    let declared = free_port().to_string();
+    let uac = caller(
         s,
-        "uac",
         "uac_media.xml",
-        "u1",
-        free_port(),
-        &[
-            "-inf",
-            csv.to_str().unwrap(),
-            "-m",
-            "1",
-            "-d",
-            &(secs * 1000).to_string(),
-            "-mp",
-            &declared.to_string(),
-        ],
+        &["-d", &(secs * 1000).to_string(), "-mp", &declared],
     );
     let call = wait_answered_call(s, Duration::from_secs(15));
     (uac, uas, call)
+}
+
+/// SIPp as extension 2000 (registered at its port) running `scenario` for
+/// one call.
+fn callee(s: &Server, name: &str, scenario: &str, extra: &[&str]) -> Sipp {
+    let port = free_port();
+    register(s, "2000", &format!("127.0.0.1:{port}"), "udp", "u1", 300);
+    let mut args = vec!["-m", "1"];
+    args.extend_from_slice(extra);
+    let uas = sipp_spawn(s, name, scenario, "u1", port, &args);
+    std::thread::sleep(Duration::from_millis(300));
+    uas
+}
+
+/// SIPp as extension 1000 calling 2000 once with `scenario`.
+fn caller(s: &Server, scenario: &str, extra: &[&str]) -> Sipp {
+    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
+    let mut args = vec!["-inf", csv.to_str().unwrap(), "-m", "1"];
+    args.extend_from_slice(extra);
+    sipp_spawn(s, "uac", scenario, "u1", free_port(), &args)
 }
 
 /// Sends `frames` (G.711 payloads) to `to` every `interval`, RTP timestamps
@@ -411,33 +401,9 @@ fn wait_no_sessions(s: &Server) {
 fn a_silent_call_is_hung_up_on_both_sides() {
     require_tool("sipp", "sip-tester");
     let s = Server::start("media-timeout", "[media]\ntimeout_secs = 5\n");
-    let uas_port = free_port();
-    register(
-        &s,
-        "2000",
-        &format!("127.0.0.1:{uas_port}"),
-        "udp",
-        "u1",
-        300,
-    );
-    let uas = sipp_spawn(
-        &s,
-        "uas",
-        "uas.xml",
-        "u1",
-        uas_port,
-        &["-m", "1", "-rtp_echo", "-mp", &free_port().to_string()],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
-    let uac = sipp_spawn(
-        &s,
-        "uac",
-        "uac_hungup.xml",
-        "u1",
-        free_port(),
-        &["-inf", csv.to_str().unwrap(), "-m", "1"],
-    );
+    let echo_port = free_port().to_string();
+    let uas = callee(&s, "uas", "uas.xml", &["-rtp_echo", "-mp", &echo_port]);
+    let uac = caller(&s, "uac_hungup.xml", &[]);
     let call = wait_answered_call(&s, Duration::from_secs(15));
     // Half a second of audio, then nothing: the phones (SIPp here) would
     // keep the call up for ever; hardline ends it with a BYE to each.
@@ -472,25 +438,8 @@ fn a_silent_call_is_hung_up_on_both_sides() {
 fn a_cancelled_call_releases_its_ports_and_is_recorded() {
     require_tool("sipp", "sip-tester");
     let s = Server::start("media-cancel", "");
-    let uas_port = free_port();
-    register(
-        &s,
-        "2000",
-        &format!("127.0.0.1:{uas_port}"),
-        "udp",
-        "u1",
-        300,
-    );
-    let uas = sipp_spawn(&s, "uas-ring", "uas_ring.xml", "u1", uas_port, &["-m", "1"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
-    sipp_run(
-        &s,
-        "uac-cancel",
-        "uac_cancel.xml",
-        "u1",
-        &["-inf", csv.to_str().unwrap(), "-m", "1"],
-    );
+    let uas = callee(&s, "uas-ring", "uas_ring.xml", &[]);
+    caller(&s, "uac_cancel.xml", &[]).expect_success(&s);
     uas.expect_success(&s);
     let rec = newest_record(&s);
     assert_eq!(rec["disposition"], "cancelled", "{rec}");
@@ -507,14 +456,7 @@ fn unparsable_sdp_gets_488_and_reaches_nobody() {
     let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = callee.local_addr().unwrap().port();
     register(&s, "2000", &format!("127.0.0.1:{port}"), "udp", "u1", 300);
-    let csv = users_csv(&s.dir, "caller.csv", &[("1000", &password("1000"), "2000")]);
-    sipp_run(
-        &s,
-        "uac-bad-sdp",
-        "uac_bad_sdp.xml",
-        "u1",
-        &["-inf", csv.to_str().unwrap(), "-m", "1"],
-    );
+    caller(&s, "uac_bad_sdp.xml", &[]).expect_success(&s);
     callee
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();

@@ -15,7 +15,7 @@ use sip::transaction::ClientKey;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 /// The relay, shared by the SIP core (which opens, rewrites and closes
 /// sessions) and the media loop (which forwards packets): lock order is
@@ -441,7 +441,7 @@ impl Core {
             codec,
             report,
         };
-        info!(
+        debug!(
             call_id = %record.call_id,
             from = %record.from,
             to = %record.to,
