@@ -11,6 +11,7 @@ use media::{Ports, Relay, RelayConfig};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use pbx::{Metrics, SharedRelay};
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +20,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-/// The relay sockets, by port (the RTP port and the next).
+/// The relay sockets, by port (the RTP port and the next). A map, sized
+/// by the calls in progress: a slot per port of the range would be 80 KB
+/// of resident memory on an idle router.
 struct Table {
-    base: u16,
-    socks: Vec<Option<UdpSocket>>,
+    socks: HashMap<u16, UdpSocket>,
     /// The sockets are dual-stack IPv6: IPv4 peers are reached at their
     /// mapped address.
     v6: bool,
@@ -30,8 +32,7 @@ struct Table {
 
 impl Table {
     fn get(&self, port: u16) -> Option<&UdpSocket> {
-        let i = usize::from(port.checked_sub(self.base)?);
-        self.socks.get(i)?.as_ref()
+        self.socks.get(&port)
     }
 }
 
@@ -63,10 +64,6 @@ impl Ports for SocketPorts {
         let Ok(mut t) = self.table.lock() else {
             return false;
         };
-        let i = usize::from(port - t.base);
-        if i + 1 >= t.socks.len() {
-            return false;
-        }
         let reg = |s: &mut UdpSocket, p: u16| {
             self.registry
                 .register(s, Token(usize::from(p)), Interest::READABLE)
@@ -75,8 +72,8 @@ impl Ports for SocketPorts {
         if !reg(&mut rtp, port) || !reg(&mut rtcp, port + 1) {
             return false;
         }
-        t.socks[i] = Some(rtp);
-        t.socks[i + 1] = Some(rtcp);
+        t.socks.insert(port, rtp);
+        t.socks.insert(port + 1, rtcp);
         true
     }
 
@@ -84,11 +81,14 @@ impl Ports for SocketPorts {
         let Ok(mut t) = self.table.lock() else {
             return;
         };
-        let i = usize::from(port.saturating_sub(t.base));
-        for k in [i, i + 1] {
-            if let Some(mut s) = t.socks.get_mut(k).and_then(Option::take) {
+        for p in [port, port.wrapping_add(1)] {
+            if let Some(mut s) = t.socks.remove(&p) {
                 let _ = self.registry.deregister(&mut s);
             }
+        }
+        if t.socks.capacity() > 64 && t.socks.len() * 4 < t.socks.capacity() {
+            let n = t.socks.len() * 2;
+            t.socks.shrink_to(n);
         }
     }
 }
@@ -130,8 +130,7 @@ pub fn start(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     };
     let table = Arc::new(Mutex::new(Table {
-        base,
-        socks: (base..=hi).map(|_| None).collect(),
+        socks: HashMap::new(),
         v6: bind.is_ipv6(),
     }));
     let ports = SocketPorts {
