@@ -1711,6 +1711,37 @@ mod tests {
         }
         let events: Vec<Event> = std::iter::from_fn(|| r.poll_event()).collect();
         assert!(events.contains(&Event::PlayerDone(p)), "{events:?}");
+        // Looped: past the end it starts again, and never hangs up.
+        let l = r
+            .create(
+                t0,
+                ip("192.0.2.10"),
+                false,
+                Mode::Player {
+                    audio: std::sync::Arc::new(crate::wav::Audio::from_wav(&wav).unwrap()),
+                    looped: true,
+                },
+            )
+            .unwrap();
+        let offer = b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4004 RTP/AVP 0\r\n";
+        r.answer(l, ip("192.0.2.10"), offer, ip(RELAY), 1)
+            .unwrap()
+            .unwrap();
+        r.answered(l, t0);
+        let mut looped = 0;
+        for ms in (0..200).step_by(10) {
+            let t = t0 + Duration::from_millis(ms);
+            if r.poll_timeout().is_some_and(|d| d <= t) {
+                r.handle_timeout(t);
+            }
+            while let Some((_, to, _)) = r.poll_transmit() {
+                if to == addr("192.0.2.10:4004") {
+                    looped += 1;
+                }
+            }
+        }
+        assert_eq!(looped, 10, "20 ms frames over 200 ms, wrapping after 3");
+        assert!(!std::iter::from_fn(|| r.poll_event()).any(|e| e == Event::PlayerDone(l)));
         // A codec the player cannot encode: no answer.
         let q = r
             .create(
