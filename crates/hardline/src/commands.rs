@@ -270,6 +270,24 @@ pub async fn registrations(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// `hardline firewall render`: the ruleset on stdout.
+pub fn firewall_render(config: Option<PathBuf>) -> ExitCode {
+    let cfg = match resolve_config(config).and_then(|p| load_config(&p)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match shield::firewall::render(&cfg.firewall) {
+        Ok(r) => {
+            print!("{r}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hardline: no safe firewall from this configuration: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `hardline calls`: asks the running server.
 pub fn calls(config: Option<PathBuf>, format: &str) -> ExitCode {
     let cfg = match resolve_config(config).and_then(|p| load_config(&p)) {

@@ -81,6 +81,13 @@ enum Cmd {
         #[arg(long, default_value_t = 10000)]
         limit: i64,
     },
+    /// The host firewall generated from the configuration.
+    Firewall {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: FirewallCmd,
+    },
     /// Sources the shield never limits or bans, beyond shield.trusted.
     Trust {
         #[arg(long, short, global = true)]
@@ -108,6 +115,13 @@ enum BanCmd {
     Remove { addr: String },
     /// Why a source is (or was) banned: rule, evidence, times, history.
     Explain { addr: String },
+}
+
+#[derive(Subcommand)]
+enum FirewallCmd {
+    /// Print the nftables ruleset (exit 2 with the reason when the config
+    /// cannot give a safe one).
+    Render,
 }
 
 #[derive(Subcommand)]
@@ -248,6 +262,10 @@ fn main() -> ExitCode {
             format,
             limit,
         } => rt.block_on(commands::cdr(config, since, &format, limit)),
+        Cmd::Firewall {
+            config,
+            cmd: FirewallCmd::Render,
+        } => commands::firewall_render(config),
         Cmd::Trust { config, cmd } => {
             let action = match cmd {
                 TrustCmd::Add { entry, note } => commands::TrustAction::Add { entry, note },

@@ -36,6 +36,9 @@ pub struct Config {
     pub log: LogConfig,
     pub shield: ShieldSection,
     pub media: MediaSection,
+    /// `[firewall]`, with the SIP listeners and the relay range filled in
+    /// from `[sip]` and `[media]`.
+    pub firewall: shield::firewall::FirewallConfig,
     pub extensions: Vec<ExtensionConfig>,
 }
 
@@ -481,6 +484,20 @@ fn read_config(table: Table, base_dir: &Path, errs: &mut Errors) -> Config {
     let log = read_log(top.section(errs, "log", false), errs);
     let shield = read_shield(top.section(errs, "shield", false), base_dir, errs);
     let media = read_media(top.section(errs, "media", false), base_dir, errs);
+    let mut firewall = read_firewall(top.section(errs, "firewall", false), errs);
+    firewall.sip = sip
+        .listen
+        .iter()
+        .flatten()
+        .map(|l| {
+            let proto = match l.transport {
+                Transport::Udp => shield::firewall::Proto::Udp,
+                Transport::Tcp => shield::firewall::Proto::Tcp,
+            };
+            (proto, l.addr.port())
+        })
+        .collect();
+    firewall.rtp = media.enabled.then_some(media.relay.port_range);
     let extensions = read_extensions(&mut top, sip.auth_algorithms.as_deref(), errs);
 
     // A TCP SIP listener and the metrics endpoint on the same socket address
@@ -520,6 +537,7 @@ fn read_config(table: Table, base_dir: &Path, errs: &mut Errors) -> Config {
         log,
         shield,
         media,
+        firewall,
         extensions,
     }
 }
@@ -1315,6 +1333,65 @@ fn read_media(mut sec: Section, base_dir: &Path, errs: &mut Errors) -> MediaSect
         echo,
         announcements,
         cdr_keep,
+    }
+}
+
+fn read_firewall(mut sec: Section, errs: &mut Errors) -> shield::firewall::FirewallConfig {
+    let d = shield::firewall::FirewallConfig::default();
+    let admin = read_cidrs(&mut sec, errs, "admin");
+    let ssh_port = sec.uint(errs, "ssh_port", 1u16, 65535, d.ssh_port);
+    let ssh_from = read_cidrs(&mut sec, errs, "ssh_from");
+    let sip_rate = sec.uint(errs, "sip_rate", 1u32, 1_000_000, d.sip_rate);
+    let sip_burst = sec.uint(errs, "sip_burst", 1u32, 1_000_000, d.sip_burst);
+    let mut web_ports = Vec::new();
+    if let Absent::Present((path, items)) = sec.array(errs, "web_ports") {
+        for (i, v) in items.iter().enumerate() {
+            match v.as_integer() {
+                Some(p) if (1..=65535).contains(&p) => web_ports.push(p as u16),
+                _ => errs.push(&format!("{path}[{i}]"), "expected a TCP port, 1..=65535"),
+            }
+        }
+    }
+    let web_from = read_cidrs(&mut sec, errs, "web_from");
+    let web_new_per_min = sec.uint(errs, "web_new_per_min", 1u32, 100_000, d.web_new_per_min);
+    let icmp_rate = sec.uint(errs, "icmp_rate", 1u32, 10_000, d.icmp_rate);
+    let icmp_burst = sec.uint(errs, "icmp_burst", 1u32, 10_000, d.icmp_burst);
+    let antispoof = read_cidrs(&mut sec, errs, "antispoof");
+    let providers = read_cidrs(&mut sec, errs, "providers");
+    let ipv6 = sec.boolean(errs, "ipv6", d.ipv6);
+    let outbound = match sec.string(errs, "outbound") {
+        Absent::Present((path, v)) => match v.as_str() {
+            "open" => shield::firewall::Outbound::Open,
+            "restricted" => shield::firewall::Outbound::Restricted,
+            other => {
+                errs.push(
+                    &path,
+                    format!("expected \"open\" or \"restricted\", got {:?}", clip(other)),
+                );
+                d.outbound
+            }
+        },
+        _ => d.outbound,
+    };
+    let log_rate = sec.uint(errs, "log_rate", 1u32, 10_000, d.log_rate);
+    sec.finish(errs);
+    shield::firewall::FirewallConfig {
+        admin,
+        ssh_port,
+        ssh_from,
+        sip_rate,
+        sip_burst,
+        web_ports,
+        web_from,
+        web_new_per_min,
+        icmp_rate,
+        icmp_burst,
+        antispoof,
+        providers,
+        ipv6,
+        outbound,
+        log_rate,
+        ..d
     }
 }
 
@@ -2136,6 +2213,35 @@ echo = ["*43"]
 # number = "*44"
 # file = "sounds/welcome.wav"
 # loop = false
+
+[firewall]
+# The host firewall `hardline firewall render` writes (nftables, whitelist
+# first, in the shield's table). Administrators get full access; SSH is
+# open to them and to ssh_from. A firewall without any of them is refused:
+# it would lock everyone out.
+admin = []
+ssh_port = 22
+ssh_from = []
+# New SIP packets (UDP) or connections (TCP) per source per second, in the
+# kernel in front of the shield; VoIP providers (addresses or prefixes) are
+# exempt.
+sip_rate = 50
+sip_burst = 100
+providers = []
+# Web and API ports (TCP), open to web_from (empty: anyone), with new
+# connections per source per minute limited.
+web_ports = []
+web_from = []
+web_new_per_min = 60
+# Pings per second and burst; sources dropped as forged; IPv6 under the
+# same policy (false: dropped); outbound "open" or "restricted" (replies,
+# DNS, NTP, SIP and RTP only); dropped packets logged per second.
+icmp_rate = 1
+icmp_burst = 3
+antispoof = []
+ipv6 = true
+outbound = "open"
+log_rate = 5
 
 # One [[extensions]] table per user. "user" is a SIP user token, unique.
 # Credentials: either "password" (at least 12 characters), or the digest

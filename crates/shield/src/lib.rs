@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod enforce;
+pub mod firewall;
 pub mod ledger;
 pub mod net;
 
