@@ -1083,7 +1083,7 @@ impl<P: Ports> Relay<P> {
                     duplicates: stats.duplicates(),
                     jitter_ms: stats.jitter_ms(),
                     burst_ratio: stats.burst_ratio(),
-                    rtt_ms: path_rtt(s, st),
+                    rtt_ms: st.path_rtt(),
                     score: stream_score(st, side, plc),
                 });
             }
@@ -1092,15 +1092,18 @@ impl<P: Ports> Relay<P> {
     }
 }
 
-/// The round trip between the two endpoints through the relay: the sum of
-/// both legs' (the relay sees each from its side). Echo and player calls
-/// have one leg: the caller's own round trip to the relay is the path.
-fn path_rtt(s: &Session, st: &Stream) -> Option<f64> {
-    let a = st.legs[0].rtt.smoothed_ms();
-    if !matches!(s.mode, Mode::Bridge) {
-        return a;
+impl Stream {
+    /// The round trip between the two endpoints through the relay: the sum
+    /// of both legs' (the relay sees each from its side). Echo and player
+    /// calls have one leg (no callee port): the caller's own round trip to
+    /// the relay is the path.
+    fn path_rtt(&self) -> Option<f64> {
+        let a = self.legs[0].rtt.smoothed_ms();
+        if self.legs[1].port == 0 {
+            return a;
+        }
+        Some(a? + self.legs[1].rtt.smoothed_ms()?)
     }
-    Some(a? + st.legs[1].rtt.smoothed_ms()?)
 }
 
 fn stream_score(st: &Stream, side: Side, plc: bool) -> Score {
@@ -1109,11 +1112,6 @@ fn stream_score(st: &Stream, side: Side, plc: bool) -> Score {
         .codec
         .as_ref()
         .and_then(|(name, _)| emodel::codec_constants(name, plc));
-    let rtt = match (st.legs[0].rtt.smoothed_ms(), st.legs[1].rtt.smoothed_ms()) {
-        (Some(a), Some(b)) if st.legs[1].port != 0 => Some(a + b),
-        (Some(a), _) if st.legs[1].port == 0 => Some(a),
-        _ => None,
-    };
     emodel::score(
         codec,
         &Measured {
@@ -1121,7 +1119,7 @@ fn stream_score(st: &Stream, side: Side, plc: bool) -> Score {
             burst_ratio: leg.stats.burst_ratio(),
             jitter_ms: leg.stats.jitter_ms(),
             packetisation_ms: f64::from(leg.ptime_ms),
-            rtt_ms: rtt,
+            rtt_ms: st.path_rtt(),
         },
     )
 }
