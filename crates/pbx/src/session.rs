@@ -127,11 +127,60 @@ pub(crate) struct Call {
     pub cancelled: bool,
 }
 
+impl Call {
+    /// A call as its INVITE, from `inbound`, starts it: ringing, the callee
+    /// not known yet.
+    fn from_invite(
+        msg: &Message,
+        inbound: Flow,
+        media: Option<SessionId>,
+        started_ms: u64,
+    ) -> Call {
+        let (from_uri, to_uri) = uris(msg);
+        Call {
+            media,
+            app: None,
+            caller_tag: msg.from_tag().unwrap_or("").to_string(),
+            callee_tag: None,
+            caller_from: msg.header(HeaderName::From).unwrap_or("").to_string(),
+            callee_to: None,
+            from_uri,
+            to_uri,
+            caller_flow: inbound,
+            callee_flow: None,
+            caller_contact: first_contact(msg),
+            callee_contact: None,
+            caller_cseq: msg.cseq().seq,
+            callee_cseq: 0,
+            invite_cseq: msg.cseq().seq,
+            started_ms,
+            answered_ms: None,
+            answered_mono: None,
+            ok: None,
+            cancelled: false,
+        }
+    }
+}
+
+/// The From and To URIs of a request, as the record shows them.
+fn uris(msg: &Message) -> (String, String) {
+    (
+        msg.from().map(|f| f.uri.to_string()).unwrap_or_default(),
+        msg.to().map(|t| t.uri.to_string()).unwrap_or_default(),
+    )
+}
+
 /// Calls tracked at once beyond the relay's sessions (calls whose media is
 /// not anchored still get a record).
 const MAX_CALLS: usize = 100_000;
 
 impl Core {
+    /// A call starts being tracked.
+    fn call_insert(&mut self, call_id: String, call: Call) {
+        self.live.insert(call_id, call);
+        self.metrics.calls_active.set(self.live.len() as i64);
+    }
+
     /// Wall-clock milliseconds: the monotonic clock anchored to the
     /// wall-clock seconds. Each reading of whole seconds is a lower bound
     /// of the true time, so the anchor moves up to it whenever the estimate
@@ -202,30 +251,8 @@ impl Core {
             _ => None,
         };
         let started_ms = self.unix_ms(now);
-        let call = Call {
-            media,
-            app: None,
-            caller_tag: msg.from_tag().unwrap_or("").to_string(),
-            callee_tag: None,
-            caller_from: msg.header(HeaderName::From).unwrap_or("").to_string(),
-            callee_to: None,
-            from_uri: msg.from().map(|f| f.uri.to_string()).unwrap_or_default(),
-            to_uri: msg.to().map(|t| t.uri.to_string()).unwrap_or_default(),
-            caller_flow: inbound,
-            callee_flow: None,
-            caller_contact: first_contact(msg),
-            callee_contact: None,
-            caller_cseq: msg.cseq().seq,
-            callee_cseq: 0,
-            invite_cseq: msg.cseq().seq,
-            started_ms,
-            answered_ms: None,
-            answered_mono: None,
-            ok: None,
-            cancelled: false,
-        };
-        self.live.insert(call_id, call);
-        self.metrics.calls_active.set(self.live.len() as i64);
+        let call = Call::from_invite(msg, inbound, media, started_ms);
+        self.call_insert(call_id, call);
         Ok(())
     }
 
@@ -233,10 +260,11 @@ impl Core {
     /// recorded as failed with the status it got.
     pub(crate) fn call_refused(&mut self, now: Now, inbound: Flow, msg: &Message, code: u16) {
         let at = self.unix_ms(now);
+        let (from, to) = uris(msg);
         self.call_out.push_back(CallRecord {
             call_id: msg.call_id().to_string(),
-            from: msg.from().map(|f| f.uri.to_string()).unwrap_or_default(),
-            to: msg.to().map(|t| t.uri.to_string()).unwrap_or_default(),
+            from,
+            to,
             caller_source: inbound.remote_string(),
             callee_target: String::new(),
             started_ms: at,
@@ -739,30 +767,15 @@ impl Core {
             .map(|t| format!("{t};tag={tag}"))
             .unwrap_or_default();
         let t1 = self.cfg.timers.t1;
-        let call = Call {
-            media: Some(id),
-            app: Some(app.0),
-            caller_tag: msg.from_tag().unwrap_or("").to_string(),
-            callee_tag: Some(tag),
-            caller_from: msg.header(HeaderName::From).unwrap_or("").to_string(),
-            callee_to: Some(to_hdr),
-            from_uri: msg.from().map(|f| f.uri.to_string()).unwrap_or_default(),
-            to_uri: msg.to().map(|t| t.uri.to_string()).unwrap_or_default(),
-            caller_flow: flow,
-            callee_flow: None,
-            caller_contact: first_contact(&msg),
-            callee_contact: None,
-            caller_cseq: msg.cseq().seq,
-            callee_cseq: 0,
-            invite_cseq: msg.cseq().seq,
-            started_ms: at,
-            answered_ms: Some(at),
-            answered_mono: Some(now.mono),
-            ok: (!flow.transport.is_reliable()).then(|| (ok.clone(), t1, now.mono + 64 * t1)),
-            cancelled: false,
-        };
-        self.live.insert(call_id.clone(), call);
-        self.metrics.calls_active.set(self.live.len() as i64);
+        // We are the callee: answered at once, our tag and To.
+        let mut call = Call::from_invite(&msg, flow, Some(id), at);
+        call.app = Some(app.0);
+        call.callee_tag = Some(tag);
+        call.callee_to = Some(to_hdr);
+        call.answered_ms = Some(at);
+        call.answered_mono = Some(now.mono);
+        call.ok = (!flow.transport.is_reliable()).then(|| (ok.clone(), t1, now.mono + 64 * t1));
+        self.call_insert(call_id.clone(), call);
         self.metrics.calls_proxied.inc();
         self.send_on_server(now, &key, 200, ok, "sent");
         if !flow.transport.is_reliable() {
