@@ -174,12 +174,7 @@ fn sipp_call_carries_both_directions_through_the_relay_for_a_natted_caller() {
         assert!(st["mos"].as_f64().unwrap() > 4.0, "{d}: {st}");
     }
     let m = s.metrics();
-    let relayed: f64 = m
-        .lines()
-        .find(|l| l.starts_with("hardline_media_relayed_packets_total "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let relayed = metric_value(&m, "hardline_media_relayed_packets_total").unwrap_or(0.0);
     assert!(relayed >= 290.0, "relayed packets metric: {relayed}\n{m}");
     // BESIP's table: time, from, to, MOS, codec.
     let table = s.cli(&["cdr"]);
@@ -222,15 +217,11 @@ fn strangers_cannot_inject_into_a_call() {
     std::thread::sleep(Duration::from_millis(1500));
     let m = s.metrics();
     let count = |reason: &str| -> f64 {
-        m.lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "hardline_media_drops_total{{reason=\"{reason}\"}}"
-                ))
-            })
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        metric_value(
+            &m,
+            &format!("hardline_media_drops_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0)
     };
     assert!(count("stranger") >= 40.0, "stranger drops:\n{m}");
     assert!(count("malformed") >= 5.0, "malformed drops:\n{m}");
@@ -376,11 +367,7 @@ fn measured_loss_matches_the_loss_nftables_imposes() {
 
 fn metric(s: &Server, name: &str) -> f64 {
     let m = s.metrics();
-    m.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+    metric_value(&m, name).unwrap_or_else(|| panic!("no {name} in\n{m}"))
 }
 
 /// Waits until the relay holds no session (the gauge is refreshed every

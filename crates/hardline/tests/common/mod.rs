@@ -795,3 +795,12 @@ pub fn newest_record(server: &Server) -> serde_json::Value {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The value of one series (name with its labels, exactly as printed) in
+/// an OpenMetrics text.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
